@@ -1,0 +1,136 @@
+"""The Catalog: an immutable snapshot of all metadata at one version.
+
+Derived artefacts (tables, validators, schemas) are memoised on the Catalog, so they are built once
+per version per process and dropped with it. :class:`CatalogCache` hands out the current Catalog,
+comparing the stored version on every call and reloading when it moved.
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, TypeVar
+
+from sqlalchemy import Connection, Engine, MetaData, Table, select
+
+from . import store
+from .definitions import FieldDef, ObjectDef, freeze
+from .errors import NotFound
+from .tables import new_metadata, query_table
+from .versions import VersionSource
+
+T = TypeVar("T")
+
+
+class Catalog:
+    """Every object and field at ``version``; never changes once built."""
+
+    def __init__(self, version: int, objects: Mapping[str, ObjectDef]):
+        self.version = version
+        self.objects: Mapping[str, ObjectDef] = MappingProxyType(dict(objects))
+        self._memo: dict[Any, Any] = {}
+        self._lock = threading.RLock()
+        self._metadata: MetaData = new_metadata()
+
+    def __repr__(self) -> str:
+        return f"<Catalog v{self.version}: {len(self.objects)} objects>"
+
+    def object(self, api_name: str) -> ObjectDef:
+        obj = self.objects.get(api_name)
+        if obj is None:
+            raise NotFound(f"There is no object named '{api_name}'.", field="object", object=api_name)
+        return obj
+
+    def by_plural(self, plural_api_name: str) -> ObjectDef | None:
+        return next((o for o in self.objects.values() if o.plural_api_name == plural_api_name), None)
+
+    def referrers(self, object_api_name: str) -> list[tuple[ObjectDef, FieldDef]]:
+        """Custom fields of other objects (or this one) that reference ``object_api_name``."""
+        return self.memo(("referrers",), self._index_referrers).get(object_api_name, [])
+
+    def _index_referrers(self) -> dict[str, list[tuple[ObjectDef, FieldDef]]]:
+        index: dict[str, list] = defaultdict(list)
+        for obj in self.objects.values():
+            for field in obj.fields:
+                if field.target:
+                    index[field.target].append((obj, field))
+        return dict(index)
+
+    def memo(self, key: Any, build: Callable[[], T]) -> T:
+        """The artefact stored under ``key``, built once (under a lock) on first use."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            with self._lock:
+                if key not in self._memo:
+                    self._memo[key] = build()
+                return self._memo[key]
+
+    def table(self, api_name: str) -> Table:
+        obj = self.object(api_name)
+        return self.memo(("table", api_name), lambda: query_table(obj, self._metadata))
+
+
+def load_catalog(conn: Connection) -> Catalog:
+    """Read the metadata tables into a Catalog: version first, so a racing change only makes it stale."""
+    version = conn.execute(select(store.meta_version.c.version).where(store.meta_version.c.id == 1)).scalar_one()
+    field_rows: dict[str, list[FieldDef]] = defaultdict(list)
+    for row in conn.execute(select(store.fields).order_by(store.fields.c.object_api_name, store.fields.c.position)).mappings():
+        field_rows[row["object_api_name"]].append(field_from_row(row))
+    objects = {}
+    for row in conn.execute(select(store.objects)).mappings():
+        objects[row["api_name"]] = ObjectDef(
+            api_name=row["api_name"], label=row["label"], plural_api_name=row["plural_api_name"],
+            plural_label=row["plural_label"], description=row["description"], system=row["system"],
+            fields=tuple(field_rows.get(row["api_name"], ())),
+        )
+    return Catalog(version, objects)
+
+
+def field_from_row(row: Mapping[str, Any]) -> FieldDef:
+    return FieldDef(
+        api_name=row["api_name"], label=row["label"], type=row["type"], required=row["required"],
+        unique=row["unique"], indexed=row["indexed"], tracked=row["tracked"], default=freeze(row["default"]),
+        help_text=row["help_text"], description=row["description"], options=freeze(row["options"] or {}),
+        position=row["position"],
+    )
+
+
+class CatalogCache:
+    """The current Catalog for this process, reloaded when the stored version moves."""
+
+    def __init__(self, engine: Engine, versions: VersionSource):
+        self.engine = engine
+        self.versions = versions
+        self._catalog: Catalog | None = None
+        self._lock = threading.Lock()
+        self.loads = 0
+        """How many times the Catalog was read from the database (tests count rebuilds)."""
+
+    def current(self, conn: Connection | None = None) -> Catalog:
+        """The Catalog at the stored version; one cheap version read when nothing changed."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.current(own)
+        version = self.versions.read(conn)
+        catalog = self._catalog
+        if catalog is not None and catalog.version == version:
+            return catalog
+        with self._lock:
+            catalog = self._catalog
+            if catalog is not None and catalog.version >= version:
+                return catalog
+            catalog = load_catalog(conn)
+            self.loads += 1
+            self._catalog = catalog
+            return catalog
+
+    def at_version(self, conn: Connection, version: int) -> Catalog:
+        """The Catalog inside a metadata change, after the version row is locked."""
+        catalog = self._catalog
+        if catalog is not None and catalog.version == version:
+            return catalog
+        return load_catalog(conn)
+
+    def peek(self) -> Catalog | None:
+        return self._catalog

@@ -1,0 +1,84 @@
+"""Runtime DDL for record tables, with Alembic's ``Operations`` on the caller's connection.
+
+Everything runs inside the metadata change's transaction: PostgreSQL rolls DDL back with the rest,
+and so does SQLite (the engine sets ``BEGIN`` explicitly, see ``database.py``). SQLite cannot alter
+or drop constrained columns, so those changes rebuild the table in batch mode; the metadata change
+turns SQLite's foreign-key enforcement off around such a rebuild, as SQLite documents, and checks
+integrity before commit.
+"""
+from __future__ import annotations
+
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Connection
+
+from .definitions import FieldDef, ObjectDef
+from .names import table_name
+from .tables import ddl_elements, field_columns, foreign_key_for, index_for
+
+
+class SchemaEditor:
+    """Creates, alters and drops record tables and columns on one connection."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.dialect = conn.dialect.name
+        self.ops = Operations(MigrationContext.configure(conn))
+
+    def create_table(self, obj: ObjectDef) -> None:
+        elements, indexes = ddl_elements(obj)
+        self.ops.create_table(obj.table_name, *elements)
+        for index in indexes:
+            self.ops.create_index(index.name, obj.table_name, [c if isinstance(c, str) else c.name for c in index.expressions], unique=index.unique)
+
+    def drop_table(self, obj: ObjectDef) -> None:
+        self.ops.drop_table(obj.table_name)
+
+    def add_field(self, obj: ObjectDef, field: FieldDef) -> None:
+        table = obj.table_name
+        foreign_key = foreign_key_for(table, field)
+        if foreign_key is not None and self.dialect == "sqlite":
+            with self.ops.batch_alter_table(table, recreate="always") as batch:
+                for column in field_columns(field):
+                    batch.add_column(column)
+                batch.create_foreign_key(foreign_key.name, table_name(field.target), [field.api_name], ["id"], ondelete=field.field_type.on_delete_sql(field))
+        else:
+            for column in field_columns(field):
+                self.ops.add_column(table, column)
+            if foreign_key is not None:
+                self.ops.create_foreign_key(foreign_key.name, table, table_name(field.target), [field.api_name], ["id"], ondelete=field.field_type.on_delete_sql(field))
+        self._create_index(table, field)
+
+    def drop_field(self, obj: ObjectDef, field: FieldDef) -> None:
+        table = obj.table_name
+        self._drop_index(table, field)
+        with self.ops.batch_alter_table(table) as batch:
+            if foreign_key_for(table, field) is not None and self.dialect != "sqlite":
+                batch.drop_constraint(f"fk_{table}_{field.api_name}", type_="foreignkey")
+            for name in field.field_type.column_names(field):
+                batch.drop_column(name)
+
+    def alter_field(self, obj: ObjectDef, old: FieldDef, new: FieldDef) -> None:
+        """Change a column's type (only conversions the field types call safe reach here) and indexes."""
+        table = obj.table_name
+        if new.field_type.needs_column_change(old, new):
+            with self.ops.batch_alter_table(table) as batch:
+                for old_col, new_col in zip(field_columns(old), field_columns(new)):
+                    batch.alter_column(
+                        old_col.name, type_=new_col.type, existing_type=old_col.type, existing_nullable=True,
+                        postgresql_using=f'"{old_col.name}"::{new_col.type.compile(dialect=self.conn.dialect)}',
+                    )
+        old_index, new_index = index_for(table, old), index_for(table, new)
+        if (old_index is None) != (new_index is None) or (old_index is not None and old_index.name != new_index.name):
+            self._drop_index(table, old)
+            self._create_index(table, new)
+
+    def _create_index(self, table: str, field: FieldDef) -> None:
+        index = index_for(table, field)
+        if index is not None:
+            self.ops.create_index(index.name, table, field.field_type.column_names(field), unique=index.unique)
+
+    def _drop_index(self, table: str, field: FieldDef) -> None:
+        index = index_for(table, field)
+        if index is not None:
+            self.ops.drop_index(index.name, table_name=table)

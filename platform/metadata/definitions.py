@@ -1,0 +1,130 @@
+"""Immutable definitions of objects and fields, as held by a Catalog."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .fieldtypes import FieldType, registry
+from .names import table_name
+
+
+def freeze(value: Any) -> Any:
+    """A read-only deep copy of plain JSON-like data."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain, mutable JSON-like data from a frozen value."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    api_name: str
+    label: str
+    type: str
+    required: bool = False
+    unique: bool = False
+    indexed: bool = False
+    tracked: bool = False
+    default: Any = None
+    help_text: str = ""
+    description: str = ""
+    options: Mapping[str, Any] = dc_field(default_factory=lambda: MappingProxyType({}))
+    system: bool = False
+    """Built in: every record has it; it is not stored in ``lc_field`` and cannot change."""
+    position: int = 0
+
+    @property
+    def field_type(self) -> FieldType:
+        return registry.get(self.type)
+
+    @property
+    def writable(self) -> bool:
+        return not self.system and self.field_type.writable
+
+    @property
+    def target(self) -> str | None:
+        """The referenced object of a lookup or master-detail field."""
+        return self.options.get("target") if self.field_type.references else None
+
+    @property
+    def is_unique(self) -> bool:
+        return self.unique or self.field_type.always_unique
+
+    @property
+    def is_indexed(self) -> bool:
+        return self.indexed or self.is_unique or self.field_type.always_indexed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "api_name": self.api_name, "label": self.label, "type": self.type, "required": self.required,
+            "unique": self.unique, "indexed": self.indexed, "tracked": self.tracked, "default": thaw(self.default),
+            "help_text": self.help_text, "description": self.description, "options": thaw(self.options),
+        }
+
+
+def _system_fields(object_api_name: str) -> tuple[FieldDef, ...]:
+    def ref(name, label, target):
+        return FieldDef(name, label, "lookup", system=True, options=freeze({"target": target}))
+
+    def instant(name, label):
+        return FieldDef(name, label, "datetime", system=True)
+
+    return (
+        ref("id", "Record ID", object_api_name),
+        ref("owner_id", "Owner", "user"),
+        FieldDef("org_unit_id", "Org unit", "lookup", system=True, options=freeze({"target": "org_unit"})),
+        FieldDef("business_type", "Business type", "text", system=True, options=freeze({"max_length": 63})),
+        instant("created_at", "Created at"),
+        ref("created_by", "Created by", "user"),
+        instant("updated_at", "Updated at"),
+        ref("updated_by", "Updated by", "user"),
+        FieldDef("version", "Version", "integer", system=True, options=freeze({})),
+        instant("deleted_at", "Deleted at"),
+    )
+
+
+@dataclass(frozen=True)
+class ObjectDef:
+    api_name: str
+    label: str
+    plural_api_name: str
+    plural_label: str
+    description: str = ""
+    system: bool = False
+    """Built in (``user``): fields may be added, the object may not be deleted."""
+    fields: tuple[FieldDef, ...] = ()
+    """Custom fields, in display order; system fields are in :attr:`system_fields`."""
+
+    @property
+    def table_name(self) -> str:
+        return table_name(self.api_name)
+
+    @cached_property
+    def system_fields(self) -> tuple[FieldDef, ...]:
+        return _system_fields(self.api_name)
+
+    @cached_property
+    def fields_by_name(self) -> Mapping[str, FieldDef]:
+        return MappingProxyType({f.api_name: f for f in (*self.system_fields, *self.fields)})
+
+    def field(self, api_name: str) -> FieldDef | None:
+        return self.fields_by_name.get(api_name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "api_name": self.api_name, "label": self.label, "plural_api_name": self.plural_api_name,
+            "plural_label": self.plural_label, "description": self.description,
+            "fields": [f.as_dict() for f in self.fields],
+        }

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, and_, or_
+
+from .base import FieldType
+
+
+class Geolocation(FieldType):
+    """A point on the earth, ``{latitude, longitude}``, stored as two columns ``<name>__lat/__lng``."""
+
+    name = "geolocation"
+    graphql_scalar = "Geolocation"
+    operators = frozenset({"is_null"})
+    sortable = False
+
+    def sql_type(self, field):
+        return Float()
+
+    def columns(self, field):
+        return [Column(f"{field.api_name}__lat", Float(), nullable=True), Column(f"{field.api_name}__lng", Float(), nullable=True)]
+
+    def column_names(self, field):
+        return [f"{field.api_name}__lat", f"{field.api_name}__lng"]
+
+    def json_schema(self, field):
+        return {
+            "type": "object",
+            "properties": {
+                "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+                "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+            },
+            "required": ["latitude", "longitude"],
+            "additionalProperties": False,
+        }
+
+    def coercer(self, field):
+        return lambda value: {"latitude": float(value["latitude"]), "longitude": float(value["longitude"])}
+
+    def to_row(self, field, value):
+        if value is None:
+            return {f"{field.api_name}__lat": None, f"{field.api_name}__lng": None}
+        return {f"{field.api_name}__lat": value["latitude"], f"{field.api_name}__lng": value["longitude"]}
+
+    def from_row(self, field, row):
+        lat, lng = row[f"{field.api_name}__lat"], row[f"{field.api_name}__lng"]
+        return None if lat is None else {"latitude": lat, "longitude": lng}
+
+    def filter_clause(self, field, column, op, value):
+        lat, lng = column
+        return and_(lat.is_(None), lng.is_(None)) if value else or_(lat.is_not(None), lng.is_not(None))

@@ -1,0 +1,397 @@
+"""The metadata service: the only writer of objects and fields.
+
+Each change is one transaction holding the version row lock: meta rows, DDL, the version bump and a
+change-log entry commit together or not at all. Definitions are loaded with marshmallow, then
+checked against the Catalog, and every problem is reported at once.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
+
+from . import store
+from .actors import SYSTEM_ACTOR, Actor
+from .catalog import Catalog, CatalogCache
+from .database import WRITE, is_sqlite
+from .ddl import SchemaEditor
+from .definitions import FieldDef, ObjectDef, freeze, thaw
+from .errors import FieldError, InUse, InvalidDefinition, NotFound, SchemaChangeFailed, UnsafeChange
+from .names import SYSTEM_FIELD_NAMES, camel_case, pascal_case
+from .schemas import FieldSchema, ObjectSchema, ObjectUpdateSchema, load
+from .versions import VersionSource, lock_and_bump
+
+SYSTEM_OBJECTS = (
+    {
+        "api_name": "user", "label": "User", "plural_api_name": "users", "plural_label": "Users",
+        "description": "People who sign in; administrators may add fields.",
+        "fields": [
+            {"api_name": "username", "label": "Username", "type": "text", "required": True, "unique": True, "options": {"max_length": 150}},
+            {"api_name": "email", "label": "Email", "type": "email", "unique": True},
+            {"api_name": "full_name", "label": "Full name", "type": "text", "options": {"max_length": 255}},
+            {"api_name": "active", "label": "Active", "type": "boolean", "default": True},
+        ],
+    },
+    {
+        "api_name": "org_unit", "label": "Org unit", "plural_api_name": "org_units", "plural_label": "Org units",
+        "description": "A unit of the organisation tree (company, subsidiary, region, department).",
+        "fields": [
+            {"api_name": "name", "label": "Name", "type": "text", "required": True, "options": {"max_length": 255}},
+            {"api_name": "parent", "label": "Parent unit", "type": "lookup", "options": {"target": "org_unit", "on_delete": "restrict"}},
+            {"api_name": "path", "label": "Path", "type": "text", "indexed": True, "options": {"max_length": 2000}},
+        ],
+    },
+)
+"""Objects every installation has; they cannot be deleted (later issues give them behaviour)."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class MetaChange:
+    conn: Connection
+    catalog: Catalog
+    version: int
+    actor: Actor
+    schema: SchemaEditor
+
+    def log(self, action: str, object_api_name: str, field_api_name: str | None, before: Any, after: Any) -> None:
+        self.conn.execute(insert(store.meta_changes).values(
+            version=self.version, actor_id=self.actor.id, at=_now(), action=action,
+            object_api_name=object_api_name, field_api_name=field_api_name, before=before, after=after,
+        ))
+
+
+class MetadataService:
+    def __init__(self, engine: Engine, cache: CatalogCache, versions: VersionSource):
+        self.engine = engine
+        self.cache = cache
+        self.versions = versions
+
+    # -- installation -----------------------------------------------------------------------
+    def install(self) -> None:
+        """Create the platform tables and system objects when missing; safe to run again."""
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            store.platform_metadata.create_all(conn)
+            if conn.execute(select(store.meta_version.c.version)).first() is None:
+                conn.execute(insert(store.meta_version).values(id=1, version=0))
+        catalog = self.cache.current()
+        missing = [o for o in SYSTEM_OBJECTS if o["api_name"] not in catalog.objects]
+        if missing:
+            self._create_objects(SYSTEM_ACTOR, [dict(o) for o in missing], system=True)
+
+    # -- reading ----------------------------------------------------------------------------
+    def catalog(self) -> Catalog:
+        return self.cache.current()
+
+    def changes(self, object_api_name: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        query = select(store.meta_changes).order_by(store.meta_changes.c.id.desc()).limit(limit)
+        if object_api_name:
+            query = query.where(store.meta_changes.c.object_api_name == object_api_name)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    # -- objects ----------------------------------------------------------------------------
+    def create_object(self, actor: Actor, definition: dict[str, Any]) -> ObjectDef:
+        """Create an object (with any fields given) and its table."""
+        return self._create_objects(actor, [definition])[0]
+
+    def create_objects(self, actor: Actor, definitions: list[dict[str, Any]]) -> list[ObjectDef]:
+        """Create several objects in one change; they may reference each other."""
+        return self._create_objects(actor, definitions)
+
+    def _create_objects(self, actor: Actor, definitions: list[dict[str, Any]], system: bool = False) -> list[ObjectDef]:
+        loaded, errors = [], []
+        for i, definition in enumerate(definitions):
+            data, problems = load(ObjectSchema(), definition)
+            prefix = f"{i}" if len(definitions) > 1 else None
+            errors.extend(e.at(prefix) if prefix else e for e in problems)
+            loaded.append(data)
+        if errors:
+            raise InvalidDefinition("The object definition has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            new_objects = []
+            for data in loaded:
+                data["plural_api_name"] = data.get("plural_api_name") or data["api_name"] + "s"
+                data["plural_label"] = data.get("plural_label") or data["label"]
+                new_objects.append(ObjectDef(
+                    api_name=data["api_name"], label=data["label"], plural_api_name=data["plural_api_name"],
+                    plural_label=data["plural_label"], description=data["description"], system=system,
+                    fields=tuple(_field_def(f, position) for position, f in enumerate(data["fields"])),
+                ))
+            names = {**change.catalog.objects, **{o.api_name: o for o in new_objects}}
+            for i, obj in enumerate(new_objects):
+                prefix = f"{i}." if len(new_objects) > 1 else ""
+                errors.extend(e.at(prefix.rstrip(".")) if prefix else e for e in _object_problems(change.catalog, obj, names, new_objects))
+            if errors:
+                raise InvalidDefinition("The object definition has problems; fix the listed fields.", errors=errors)
+            now = _now()
+            for obj in new_objects:
+                change.conn.execute(insert(store.objects).values(
+                    api_name=obj.api_name, label=obj.label, plural_api_name=obj.plural_api_name,
+                    plural_label=obj.plural_label, description=obj.description, system=system, created_at=now, updated_at=now,
+                ))
+                for field in obj.fields:
+                    _insert_field(change.conn, obj.api_name, field)
+            for obj in _creation_order(new_objects):
+                self._ddl(change, lambda o=obj: change.schema.create_table(o))
+                change.log("create_object", obj.api_name, None, None, obj.as_dict())
+        return new_objects
+
+    def update_object(self, actor: Actor, api_name: str, changes: dict[str, Any]) -> ObjectDef:
+        """Change an object's label, plural label or description; api names never change."""
+        data, errors = load(ObjectUpdateSchema(), changes)
+        if errors:
+            raise InvalidDefinition("The object change has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            old = change.catalog.object(api_name)
+            new = replace(old, **data)
+            change.conn.execute(update(store.objects).where(store.objects.c.api_name == api_name).values(**data, updated_at=_now()))
+            change.log("update_object", api_name, None, _object_header(old), _object_header(new))
+        return new
+
+    def delete_object(self, actor: Actor, api_name: str) -> None:
+        """Drop an object, its table and its records; refused while other objects reference it."""
+        with self._change(actor) as change:
+            obj = change.catalog.object(api_name)
+            if obj.system:
+                raise InUse(f"'{api_name}' is a system object and cannot be deleted.", field="object")
+            referrers = [f"{o.api_name}.{f.api_name}" for o, f in change.catalog.referrers(api_name) if o.api_name != api_name]
+            if referrers:
+                raise InUse(
+                    f"'{api_name}' is referenced by {', '.join(referrers)}; delete or change those fields first.",
+                    field="object", referrers=referrers,
+                )
+            self._ddl(change, lambda: change.schema.drop_table(obj))
+            conn = change.conn
+            conn.execute(delete(store.fields).where(store.fields.c.object_api_name == api_name))
+            conn.execute(delete(store.objects).where(store.objects.c.api_name == api_name))
+            conn.execute(delete(store.auto_numbers).where(store.auto_numbers.c.object_api_name == api_name))
+            conn.execute(delete(store.field_history).where(store.field_history.c.object_api_name == api_name))
+            change.log("delete_object", api_name, None, obj.as_dict(), None)
+
+    # -- fields -----------------------------------------------------------------------------
+    def create_field(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> FieldDef:
+        data, errors = load(FieldSchema(), definition)
+        if errors:
+            raise InvalidDefinition("The field definition has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            field = _field_def(data, max((f.position for f in obj.fields), default=-1) + 1)
+            grown = replace(obj, fields=(*obj.fields, field))
+            problems = _object_problems(change.catalog, grown, change.catalog.objects, [grown], only=field)
+            if problems:
+                raise InvalidDefinition("The field definition has problems; fix the listed fields.", errors=problems)
+            if field.type == "master_detail" and _has_rows(change.conn, obj):
+                raise UnsafeChange(
+                    f"'{object_api_name}' already has records, which would have no master; a master-detail field can only be added to an empty object (add a lookup instead).",
+                    field="type",
+                )
+            _insert_field(change.conn, object_api_name, field)
+            self._ddl(change, lambda: change.schema.add_field(obj, field))
+            change.log("create_field", object_api_name, field.api_name, None, field.as_dict())
+        return field
+
+    def update_field(self, actor: Actor, object_api_name: str, field_api_name: str, changes: dict[str, Any]) -> FieldDef:
+        """Change a field; a type or option change must keep every existing value intact."""
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            old = _custom_field(obj, field_api_name)
+            if not isinstance(changes, dict):
+                raise InvalidDefinition("The field change must be an object of settings.", errors=[FieldError("INVALID_TYPE", None, "must be an object")])
+            if "api_name" in changes and changes["api_name"] != field_api_name:
+                raise InvalidDefinition("api names never change; change the label instead.", errors=[FieldError("IMMUTABLE", "api_name", "cannot be changed")])
+            merged = {**old.as_dict(), **changes}
+            if "type" in changes and changes["type"] != old.type and "options" not in changes:
+                merged["options"] = {}
+            data, errors = load(FieldSchema(), merged)
+            if errors:
+                raise InvalidDefinition("The field change has problems; fix the listed fields.", errors=errors)
+            new = _field_def(data, old.position)
+            problem = new.field_type.change_problem(old, new)
+            if problem:
+                raise UnsafeChange(problem, field="type" if old.type != new.type else "options", old_type=old.type, new_type=new.type)
+            changed = replace(obj, fields=tuple(new if f.api_name == field_api_name else f for f in obj.fields))
+            problems = _object_problems(change.catalog, changed, change.catalog.objects, [changed], only=new)
+            if problems:
+                raise InvalidDefinition("The field change has problems; fix the listed fields.", errors=problems)
+            if new.unique and not old.unique:
+                _refuse_duplicates(change.conn, obj, old)
+            change.conn.execute(update(store.fields).where(
+                store.fields.c.object_api_name == object_api_name, store.fields.c.api_name == field_api_name,
+            ).values(**_field_row(new)))
+            self._ddl(change, lambda: change.schema.alter_field(obj, old, new))
+            change.log("update_field", object_api_name, field_api_name, old.as_dict(), new.as_dict())
+        return new
+
+    def delete_field(self, actor: Actor, object_api_name: str, field_api_name: str) -> None:
+        """Drop a field and its column; the rest of every record stays."""
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            field = _custom_field(obj, field_api_name)
+            if obj.system and any(field_api_name == f["api_name"] for o in SYSTEM_OBJECTS if o["api_name"] == obj.api_name for f in o["fields"]):
+                raise InUse(f"'{object_api_name}.{field_api_name}' is a system field and cannot be deleted.", field="field")
+            self._ddl(change, lambda: change.schema.drop_field(obj, field))
+            change.conn.execute(delete(store.fields).where(
+                store.fields.c.object_api_name == object_api_name, store.fields.c.api_name == field_api_name))
+            change.conn.execute(delete(store.auto_numbers).where(
+                store.auto_numbers.c.object_api_name == object_api_name, store.auto_numbers.c.field_api_name == field_api_name))
+            change.log("delete_field", object_api_name, field_api_name, field.as_dict(), None)
+
+    # -- the transaction --------------------------------------------------------------------
+    @contextmanager
+    def _change(self, actor: Actor) -> Iterator[MetaChange]:
+        conn = self.engine.connect().execution_options(**WRITE)
+        sqlite = is_sqlite(conn)
+        try:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            with conn.begin():
+                version = lock_and_bump(conn)
+                catalog = self.cache.at_version(conn, version - 1)
+                change = MetaChange(conn, catalog, version, actor, SchemaEditor(conn))
+                yield change
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise SchemaChangeFailed(f"The change would break {len(broken)} references between records; nothing was changed.")
+        finally:
+            if sqlite and not conn.closed:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+            conn.close()
+        self.versions.announce(version)
+
+    def _ddl(self, change: MetaChange, step) -> None:
+        try:
+            step()
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise SchemaChangeFailed(f"The database refused the schema change ({reason}); nothing was changed.") from None
+
+
+def _field_def(data: dict[str, Any], position: int) -> FieldDef:
+    return FieldDef(
+        api_name=data["api_name"], label=data["label"], type=data["type"], required=data["required"],
+        unique=data["unique"], indexed=data["indexed"], tracked=data["tracked"], default=freeze(data["default"]),
+        help_text=data["help_text"], description=data["description"], options=freeze(data["options"]), position=position,
+    )
+
+
+def _field_row(field: FieldDef) -> dict[str, Any]:
+    return {
+        "label": field.label, "type": field.type, "required": field.required, "unique": field.unique,
+        "indexed": field.indexed, "tracked": field.tracked, "default": thaw(field.default),
+        "help_text": field.help_text, "description": field.description, "options": thaw(field.options),
+        "position": field.position,
+    }
+
+
+def _insert_field(conn: Connection, object_api_name: str, field: FieldDef) -> None:
+    conn.execute(insert(store.fields).values(object_api_name=object_api_name, api_name=field.api_name, **_field_row(field)))
+    if field.type == "auto_number":
+        conn.execute(insert(store.auto_numbers).values(
+            object_api_name=object_api_name, field_api_name=field.api_name, next_value=field.options["start"]))
+
+
+def _custom_field(obj: ObjectDef, api_name: str) -> FieldDef:
+    field = obj.field(api_name)
+    if field is None:
+        raise NotFound(f"'{obj.api_name}' has no field named '{api_name}'.", field="field")
+    if field.system:
+        raise InUse(f"'{api_name}' is a system field and cannot be changed.", field="field")
+    return field
+
+
+def _object_header(obj: ObjectDef) -> dict[str, Any]:
+    return {k: v for k, v in obj.as_dict().items() if k != "fields"}
+
+
+def _has_rows(conn: Connection, obj: ObjectDef) -> bool:
+    return conn.exec_driver_sql(f'SELECT 1 FROM "{obj.table_name}" LIMIT 1').first() is not None
+
+
+def _refuse_duplicates(conn: Connection, obj: ObjectDef, field: FieldDef) -> None:
+    from sqlalchemy import column, table
+
+    records = table(obj.table_name, *(column(c) for c in field.field_type.column_names(field)))
+    columns = [records.c[c] for c in field.field_type.column_names(field)]
+    duplicated = conn.execute(
+        select(func.count()).select_from(
+            select(*columns).where(columns[0].is_not(None)).group_by(*columns).having(func.count() > 1).subquery()
+        )
+    ).scalar_one()
+    if duplicated:
+        raise UnsafeChange(
+            f"'{field.api_name}' cannot become unique: {duplicated} value(s) appear on more than one record; make them distinct first.",
+            field="unique", duplicated_values=duplicated,
+        )
+
+
+def _creation_order(objects: list[ObjectDef]) -> list[ObjectDef]:
+    """Targets before the objects that reference them (cycles are broken in listed order)."""
+    by_name = {o.api_name: o for o in objects}
+    ordered: list[ObjectDef] = []
+    visiting: set[str] = set()
+
+    def visit(obj: ObjectDef) -> None:
+        if obj in ordered or obj.api_name in visiting:
+            return
+        visiting.add(obj.api_name)
+        for field in obj.fields:
+            if field.target in by_name and field.target != obj.api_name:
+                visit(by_name[field.target])
+        ordered.append(obj)
+
+    for obj in objects:
+        visit(obj)
+    return ordered
+
+
+def _object_problems(catalog: Catalog, obj: ObjectDef, names: dict[str, Any], new_objects: list[ObjectDef], only: FieldDef | None = None) -> list[FieldError]:
+    """Checks that need the Catalog: name clashes, GraphQL name collisions, lookup targets."""
+    problems: list[FieldError] = []
+    creating = only is None
+    if creating:
+        if obj.api_name in catalog.objects:
+            problems.append(FieldError("DUPLICATE", "api_name", f"an object named '{obj.api_name}' already exists"))
+        others = [o for o in catalog.objects.values()] + [o for o in new_objects if o is not obj]
+        taken = {}
+        for other in others:
+            for name in (other.api_name, other.plural_api_name):
+                taken[name] = other.api_name
+        if obj.plural_api_name == obj.api_name:
+            problems.append(FieldError("DUPLICATE", "plural_api_name", "must differ from api_name"))
+        for key in ("api_name", "plural_api_name"):
+            name = getattr(obj, key)
+            clash = taken.get(name)
+            if clash and not (key == "api_name" and name in catalog.objects):
+                problems.append(FieldError("DUPLICATE", key, f"'{name}' is already used by object '{clash}'"))
+            if (clash_type := next((o.api_name for o in others if pascal_case(o.api_name) == pascal_case(name) and o.api_name != name), None)):
+                problems.append(FieldError("NAME_COLLISION", key, f"'{name}' gives the same GraphQL name as object '{clash_type}'"))
+    seen_camel: dict[str, str] = {camel_case(n): n for n in SYSTEM_FIELD_NAMES}
+    for index, field in enumerate(obj.fields):
+        path = f"fields.{index}" if creating else None
+        at = (lambda e, p=path: e.at(p) if p else e)
+        camel = camel_case(field.api_name)
+        checking = creating or field is only
+        if checking and field.api_name in SYSTEM_FIELD_NAMES:
+            problems.append(at(FieldError("RESERVED_NAME", "api_name", f"'{field.api_name}' is a system field name")))
+        elif camel in seen_camel and checking:
+            clash = seen_camel[camel]
+            code, message = ("DUPLICATE", f"a field named '{clash}' already exists") if clash == field.api_name else (
+                "NAME_COLLISION", f"gives the same GraphQL name as field '{clash}'")
+            problems.append(at(FieldError(code, "api_name", message)))
+        seen_camel.setdefault(camel, field.api_name)
+        if checking and field.target and field.target not in names:
+            problems.append(at(FieldError("UNKNOWN_TARGET", "options.target", f"there is no object named '{field.target}'")))
+        if checking:
+            for option, message in field.field_type.definition_problems(field).items():
+                problems.append(at(FieldError("INVALID", f"options.{option}", message)))
+    return problems
+

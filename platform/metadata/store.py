@@ -1,0 +1,91 @@
+"""The platform's own tables (prefix ``lc_``): metadata, its version and its change log.
+
+Names of constraints follow one convention, so a database error maps to its constraint by name.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+)
+
+from .sqltypes import JsonValue, RecordId, UtcDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+platform_metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+meta_version = Table(
+    "lc_meta_version", platform_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+objects = Table(
+    "lc_object", platform_metadata,
+    Column("api_name", String(63), primary_key=True),
+    Column("label", String(255), nullable=False),
+    Column("plural_api_name", String(63), nullable=False, unique=True),
+    Column("plural_label", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("system", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+fields = Table(
+    "lc_field", platform_metadata,
+    Column("object_api_name", String(63), ForeignKey("lc_object.api_name", ondelete="CASCADE"), primary_key=True),
+    Column("api_name", String(63), primary_key=True),
+    Column("label", String(255), nullable=False),
+    Column("type", String(31), nullable=False),
+    Column("required", Boolean, nullable=False),
+    Column("unique", Boolean, nullable=False),
+    Column("indexed", Boolean, nullable=False),
+    Column("tracked", Boolean, nullable=False),
+    Column("default", JSON, nullable=True),
+    Column("help_text", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("position", Integer, nullable=False),
+)
+
+meta_changes = Table(
+    "lc_meta_change", platform_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False, index=True),
+    Column("actor_id", String(64), nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("action", String(31), nullable=False),
+    Column("object_api_name", String(63), nullable=False),
+    Column("field_api_name", String(63), nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+)
+
+auto_numbers = Table(
+    "lc_auto_number", platform_metadata,
+    Column("object_api_name", String(63), primary_key=True),
+    Column("field_api_name", String(63), primary_key=True),
+    Column("next_value", BigInteger, nullable=False),
+)
+
+field_history = Table(
+    "lc_field_history", platform_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("object_api_name", String(63), nullable=False),
+    Column("record_id", RecordId, nullable=False),
+    Column("field_api_name", String(63), nullable=True),
+    Column("event", String(15), nullable=False),
+    Column("old_value", JsonValue, nullable=True),
+    Column("new_value", JsonValue, nullable=True),
+    Column("actor_id", String(64), nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+Index("ix_lc_field_history_record", field_history.c.object_api_name, field_history.c.record_id, field_history.c.at)

@@ -1,0 +1,85 @@
+"""SQLAlchemy ``Table``s for record tables, built from object definitions.
+
+Two views of one table: the full definition with foreign keys and indexes, used for DDL; and a
+plain one (columns only), used by queries and cached per Catalog version.
+"""
+from __future__ import annotations
+
+from sqlalchemy import Column, ForeignKeyConstraint, Index, Integer, MetaData, String, Table
+
+from .definitions import FieldDef, ObjectDef
+from .names import table_name
+from .sqltypes import RecordId, UtcDateTime
+from .store import NAMING_CONVENTION
+
+
+def system_columns() -> list[Column]:
+    return [
+        Column("id", RecordId, primary_key=True),
+        Column("owner_id", RecordId, nullable=True),
+        Column("org_unit_id", RecordId, nullable=True),
+        Column("business_type", String(63), nullable=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("created_by", RecordId, nullable=True),
+        Column("updated_at", UtcDateTime, nullable=False),
+        Column("updated_by", RecordId, nullable=True),
+        Column("version", Integer, nullable=False),
+        Column("deleted_at", UtcDateTime, nullable=True),
+    ]
+
+
+def system_indexes(table: str) -> list[Index]:
+    return [
+        Index(f"ix_{table}_owner_id", "owner_id"),
+        Index(f"ix_{table}_org_unit_id", "org_unit_id"),
+        Index(f"ix_{table}_created_at", "created_at"),
+        Index(f"ix_{table}_deleted_at", "deleted_at"),
+    ]
+
+
+def index_for(table: str, field: FieldDef) -> Index | None:
+    """The index a field needs (unique, lookup, indexed), named by the field so it maps back."""
+    if not field.is_indexed:
+        return None
+    columns = field.field_type.column_names(field)
+    prefix = "uq" if field.is_unique else "ix"
+    return Index(f"{prefix}_{table}_{field.api_name}", *columns, unique=field.is_unique)
+
+
+def foreign_key_for(table: str, field: FieldDef) -> ForeignKeyConstraint | None:
+    if not field.field_type.references:
+        return None
+    return ForeignKeyConstraint(
+        [field.api_name], [f"{table_name(field.target)}.id"],
+        name=f"fk_{table}_{field.api_name}", ondelete=field.field_type.on_delete_sql(field),
+    )
+
+
+def field_columns(field: FieldDef) -> list[Column]:
+    return field.field_type.columns(field)
+
+
+def query_table(obj: ObjectDef, metadata: MetaData) -> Table:
+    """Columns only: what the record service selects, filters and writes."""
+    columns = system_columns()
+    for field in obj.fields:
+        columns.extend(field_columns(field))
+    return Table(obj.table_name, metadata, *columns)
+
+
+def ddl_elements(obj: ObjectDef) -> tuple[list, list[Index]]:
+    """Columns and constraints for ``CREATE TABLE``, and the indexes to create after it."""
+    table = obj.table_name
+    elements: list = system_columns()
+    indexes = system_indexes(table)
+    for field in obj.fields:
+        elements.extend(field_columns(field))
+        if (fk := foreign_key_for(table, field)) is not None:
+            elements.append(fk)
+        if (ix := index_for(table, field)) is not None:
+            indexes.append(ix)
+    return elements, indexes
+
+
+def new_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
