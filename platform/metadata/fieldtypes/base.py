@@ -50,6 +50,8 @@ class FieldType(ABC):
     always_unique: ClassVar[bool] = False
     references: ClassVar[bool] = False
     """True for types whose value is the id of a record of ``options['target']``."""
+    pattern_message: ClassVar[str] = "does not match the required pattern"
+    """What a value failing the type's JSON Schema pattern is told."""
     safe_changes_from: ClassVar[frozenset[str]] = frozenset()
     """Types a field may change from into this one, converting its data safely."""
 
@@ -149,8 +151,9 @@ def compare(column, op: str, value: Any) -> ColumnElement:
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` or null, in the form jsonschema checks fastest."""
-    if isinstance(schema.get("type"), str) and "anyOf" not in schema:
-        widened = {**schema, "type": [schema["type"], "null"]}
+    kind = schema.get("type")
+    if isinstance(kind, (str, list)) and "anyOf" not in schema:
+        widened = {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
         if "enum" in schema:
             widened["enum"] = [*schema["enum"], None]
         return widened

@@ -13,6 +13,7 @@ class Date(FieldType):
     """A calendar day, written ``YYYY-MM-DD``."""
 
     name = "date"
+    pattern_message = 'must be a date written YYYY-MM-DD'
     graphql_scalar = "Date"
     operators = ORDERED
     safe_changes_from = frozenset({"date"})

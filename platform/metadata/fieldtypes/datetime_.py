@@ -26,6 +26,7 @@ class DateTime(FieldType):
     """An instant: accepted with any offset, stored and returned in UTC."""
 
     name = "datetime"
+    pattern_message = 'must be an ISO 8601 date and time with an offset, such as 2026-03-01T09:30:00+08:00'
     graphql_scalar = "DateTime"
     operators = ORDERED
     safe_changes_from = frozenset({"datetime"})

@@ -35,6 +35,7 @@ class Decimal(FieldType):
     """
 
     name = "decimal"
+    pattern_message = 'must be a number (a JSON number or a numeric string such as "12.50")'
     graphql_scalar = "Decimal"
     operators = ORDERED
     options_schema = decimal_options(18, 2)

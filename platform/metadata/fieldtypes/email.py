@@ -9,6 +9,7 @@ EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 class Email(FieldType):
     name = "email"
+    pattern_message = 'is not a valid email address'
     operators = TEXTUAL
     safe_changes_from = frozenset({"email"})
 

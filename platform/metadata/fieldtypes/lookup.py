@@ -31,6 +31,7 @@ class Lookup(FieldType):
     """
 
     name = "lookup"
+    pattern_message = 'must be a record id (a UUID)'
     graphql_scalar = "ID"
     operators = frozenset({"eq", "ne", "in", "not_in", "is_null"})
     options_schema = LookupOptions

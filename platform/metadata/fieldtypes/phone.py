@@ -11,6 +11,7 @@ class Phone(FieldType):
     """A phone number: digits with an optional leading ``+`` and spaces, dots, dashes, brackets."""
 
     name = "phone"
+    pattern_message = 'is not a valid phone number (digits, with an optional leading +)'
     operators = TEXTUAL
     safe_changes_from = frozenset({"phone"})
 

@@ -9,6 +9,7 @@ URL = r"^https?://[^\s/$.?#][^\s]*$"
 
 class Url(FieldType):
     name = "url"
+    pattern_message = 'must be an http:// or https:// address'
     operators = TEXTUAL
     safe_changes_from = frozenset({"url"})
 

@@ -1,0 +1,94 @@
+"""Ordering and keyset (cursor) pagination.
+
+Every order ends with ``id`` so it is total; ascending puts nulls last, descending puts them
+first, on every database. A cursor holds the sort values of the last row returned, and the next
+page is the rows strictly after it: no ``OFFSET``, so deep pages cost as much as the first.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, false, or_
+
+from ..metadata.definitions import FieldDef, ObjectDef
+from ..metadata.errors import FieldError, ValidationFailed
+
+
+@dataclass(frozen=True)
+class SortKey:
+    field: FieldDef
+    descending: bool
+
+    @property
+    def column_name(self) -> str:
+        return self.field.api_name
+
+
+def parse_order(obj: ObjectDef, order_by: list[str] | None) -> list[SortKey]:
+    """``["-amount", "name"]``: amount descending, then name ascending, then id."""
+    keys: list[SortKey] = []
+    errors: list[FieldError] = []
+    for i, item in enumerate(order_by or []):
+        if not isinstance(item, str) or not item.lstrip("-"):
+            errors.append(FieldError("INVALID_TYPE", f"order_by.{i}", "must be a field name, prefixed with '-' for descending"))
+            continue
+        name = item.lstrip("-")
+        field = obj.field(name)
+        if field is None:
+            errors.append(FieldError("UNKNOWN_FIELD", f"order_by.{i}", f"'{obj.api_name}' has no field named '{name}'"))
+        elif not field.field_type.sortable:
+            errors.append(FieldError("NOT_SORTABLE", f"order_by.{i}", f"a {field.type} field cannot be sorted on"))
+        elif name != "id":
+            keys.append(SortKey(field, item.startswith("-")))
+    if errors:
+        raise ValidationFailed("The order has problems; fix the listed parts.", errors=errors)
+    keys.append(SortKey(obj.field("id"), False))
+    return keys
+
+
+def order_clauses(table, keys: list[SortKey]) -> list:
+    return [table.c[k.column_name].desc().nulls_first() if k.descending else table.c[k.column_name].asc().nulls_last() for k in keys]
+
+
+def after_clause(table, keys: list[SortKey], values: list[Any]):
+    """Rows strictly after ``values`` in the order of ``keys``."""
+    clause = false()
+    for key, value in reversed(list(zip(keys, values))):
+        column = table.c[key.column_name]
+        if key.descending:
+            clause = or_(column.is_not(None), and_(column.is_(None), clause)) if value is None else or_(column < value, and_(column == value, clause))
+        else:
+            clause = and_(column.is_(None), clause) if value is None else or_(column > value, column.is_(None), and_(column == value, clause))
+    return clause
+
+
+def encode_cursor(keys: list[SortKey], record: dict[str, Any]) -> str:
+    values = [k.field.field_type.dump(k.field, record.get(k.column_name)) for k in keys]
+    raw = json.dumps([[k.column_name, "d" if k.descending else "a"] for k in keys] + [values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(keys: list[SortKey], cursor: str) -> list[Any]:
+    """The sort values in ``cursor``; refused when it was made for another order."""
+    bad = ValidationFailed("The cursor is not valid for this query.", errors=[
+        FieldError("INVALID_CURSOR", "after", "is not a cursor returned by this query with the same order")])
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        *shape, values = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, TypeError, AttributeError):
+        raise bad from None
+    if shape != [[k.column_name, "d" if k.descending else "a"] for k in keys] or not isinstance(values, list) or len(values) != len(keys):
+        raise bad
+    decoded = []
+    for key, value in zip(keys, values):
+        if value is None:
+            decoded.append(None)
+            continue
+        try:
+            decoded.append(key.field.field_type.coercer(key.field)(value))
+        except Exception:
+            raise bad from None
+    return decoded

@@ -1,0 +1,474 @@
+"""The record service: the one door through which every record is read and written.
+
+Every operation runs the same steps on one Catalog snapshot and one transaction: authorize, check
+and coerce the input (JSON Schema, field coercers), check against the database (unique values,
+lookup targets), write, and record history. Nothing is written when any step fails, and every
+problem of every row is reported at once.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, true, update
+from sqlalchemy.exc import IntegrityError
+
+from ..metadata.actors import Actor
+from ..metadata.catalog import Catalog, CatalogCache
+from ..metadata.database import WRITE
+from ..metadata.definitions import FieldDef, ObjectDef
+from ..metadata.errors import Conflict, FieldError, InUse, NotFound, ValidationFailed
+from ..metadata.fieldtypes import ValueProblem
+from ..metadata.fieldtypes.lookup import normalize_id
+from .access import AccessPolicy, OpenAccess
+from .filters import FilterCompiler
+from .history import tracked_changes, write_history
+from .numbering import assign_numbers
+from .paging import after_clause, decode_cursor, encode_cursor, order_clauses, parse_order
+from .validation import RecordValidator
+
+MAX_PAGE_SIZE = 1000
+MAX_BULK_SIZE = 10_000
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query: records in order, a cursor per record, and where to go next."""
+
+    records: list[dict[str, Any]]
+    cursors: list[str]
+    has_next_page: bool
+    total_count: int | None = None
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+def new_record_id() -> str:
+    """A time-ordered UUID (version 7 layout): ids of new records sort after older ones."""
+    millis = time.time_ns() // 1_000_000
+    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+class RecordService:
+    def __init__(self, engine: Engine, catalogs: CatalogCache, policy: AccessPolicy | None = None):
+        self.engine = engine
+        self.catalogs = catalogs
+        self.policy = policy or OpenAccess()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def _reading(self) -> Iterator[tuple[Connection, Catalog]]:
+        with self.engine.connect() as conn:
+            yield conn, self.catalogs.current(conn)
+
+    @contextmanager
+    def _writing(self) -> Iterator[tuple[Connection, Catalog]]:
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            yield conn, self.catalogs.current(conn)
+
+    def _validator(self, catalog: Catalog, obj: ObjectDef) -> RecordValidator:
+        return catalog.memo(("validator", obj.api_name), lambda: RecordValidator(obj))
+
+    def _scope(self, actor: Actor, obj: ObjectDef, table: Table, action: str):
+        return self.policy.row_filter(actor, obj, table, action)
+
+    def _object(self, catalog: Catalog, actor: Actor, object_name: str, action: str) -> tuple[ObjectDef, Table]:
+        obj = catalog.object(object_name)
+        self.policy.authorize(actor, obj, action)
+        return obj, catalog.table(obj.api_name)
+
+    def json_schema(self, object_name: str, *, creating: bool = True) -> dict[str, Any]:
+        """The JSON Schema clients may use to validate input before sending it."""
+        with self._reading() as (_, catalog):
+            validator = self._validator(catalog, catalog.object(object_name))
+            return validator.create_schema if creating else validator.update_schema
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, actor: Actor, object_name: str, record_id: str, *, fields: list[str] | None = None, deleted: bool = False) -> dict[str, Any]:
+        """One record; a missing record and one the actor may not see answer alike: NOT_FOUND."""
+        with self._reading() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "read")
+            names = self._selection(obj, fields)
+            row = conn.execute(
+                select(*self._columns(obj, table, names)).where(
+                    table.c.id == self._id_or_missing(obj, record_id), self._alive(table, deleted),
+                    self._scope(actor, obj, table, "read"),
+                )
+            ).mappings().first()
+            if row is None:
+                raise self._missing(obj, record_id)
+            return self._record(obj, row, names)
+
+    def query(
+        self, actor: Actor, object_name: str, *, filter: dict | None = None, order_by: list[str] | None = None,
+        first: int = 50, after: str | None = None, fields: list[str] | None = None, total: bool = False,
+        deleted: bool = False,
+    ) -> Page:
+        """A page of records matching ``filter`` in ``order_by`` order, after the ``after`` cursor.
+
+        ``deleted=True`` lists the recycle bin instead of live records; ``total`` adds the count.
+        """
+        if not isinstance(first, int) or isinstance(first, bool) or not 0 <= first <= MAX_PAGE_SIZE:
+            raise ValidationFailed.of([FieldError("OUT_OF_RANGE", "first", f"must be a whole number from 0 to {MAX_PAGE_SIZE}")])
+        with self._reading() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "read")
+            names = self._selection(obj, fields)
+            keys = parse_order(obj, order_by)
+            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"))
+            where = and_(self._alive(table, deleted), self._scope(actor, obj, table, "read"),
+                         compiler.compile(obj, filter) if filter else true())
+            page_where = where if after is None else and_(where, after_clause(table, keys, decode_cursor(keys, after)))
+            selected = list(dict.fromkeys([*names, *(k.column_name for k in keys)]))
+            rows = conn.execute(
+                select(*self._columns(obj, table, selected)).where(page_where)
+                .order_by(*order_clauses(table, keys)).limit(first + 1)
+            ).mappings().all()
+            count = conn.execute(select(func.count()).select_from(table).where(where)).scalar_one() if total else None
+        records = [self._record(obj, row, selected) for row in rows[:first]]
+        cursors = [encode_cursor(keys, r) for r in records]
+        for record in records:
+            for extra in set(selected) - set(names):
+                record.pop(extra, None)
+        return Page(records, cursors, len(rows) > first, count)
+
+    def history(self, actor: Actor, object_name: str, record_id: str) -> list[dict[str, Any]]:
+        """The record's tracked-field changes and life events, oldest first."""
+        from ..metadata import store
+
+        with self._reading() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "read")
+            visible = conn.execute(select(table.c.id).where(
+                table.c.id == self._id_or_missing(obj, record_id), self._scope(actor, obj, table, "read"))).first()
+            if visible is None:
+                raise self._missing(obj, record_id)
+            h = store.field_history
+            rows = conn.execute(select(h).where(h.c.object_api_name == obj.api_name, h.c.record_id == visible.id).order_by(h.c.id))
+            return [
+                {"field": r.field_api_name, "event": r.event, "old": r.old_value, "new": r.new_value, "actor_id": r.actor_id, "at": r.at}
+                for r in rows
+            ]
+
+    # -- writing ----------------------------------------------------------------------------
+    def create(self, actor: Actor, object_name: str, values: dict[str, Any]) -> dict[str, Any]:
+        with self._writing() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "create")
+            return self._insert(conn, catalog, obj, table, actor, [values], indexed=False)[0]
+
+    def bulk_create(self, actor: Actor, object_name: str, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create many records in one transaction: all of them, or none and every row's errors."""
+        self._check_bulk(values)
+        with self._writing() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "create")
+            return self._insert(conn, catalog, obj, table, actor, values, indexed=True)
+
+    def update(self, actor: Actor, object_name: str, record_id: str, values: dict[str, Any], *, expected_version: int | None = None) -> dict[str, Any]:
+        """Change some fields; with ``expected_version``, refuse (CONFLICT) if the record moved on."""
+        with self._writing() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "update")
+            return self._update(conn, catalog, obj, table, actor, record_id, values, expected_version, None)
+
+    def bulk_update(self, actor: Actor, object_name: str, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``[{"id", "values", "expected_version"?}, ...]`` in one transaction, all or nothing."""
+        self._check_bulk(changes)
+        errors: list[FieldError] = []
+        results = []
+        with self._writing() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "update")
+            for i, change in enumerate(changes):
+                if not isinstance(change, dict) or "id" not in change or not isinstance(change.get("values"), dict):
+                    errors.append(FieldError("INVALID_TYPE", str(i), "must be {id, values, expected_version?}"))
+                    continue
+                try:
+                    results.append(self._update(conn, catalog, obj, table, actor, change["id"], change["values"], change.get("expected_version"), i))
+                except ValidationFailed as failed:
+                    errors.extend(failed.errors)
+                except (NotFound, Conflict) as failed:
+                    errors.append(FieldError(failed.code, str(i), failed.message))
+            if errors:
+                raise ValidationFailed.of(errors)
+        return results
+
+    def delete(self, actor: Actor, object_name: str, record_id: str) -> None:
+        """Move a record (and its master-detail children) to the recycle bin."""
+        with self._writing() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "delete")
+            current = self._locked(conn, obj, table, actor, record_id, "delete", deleted=False)
+            doomed = self._cascade(conn, catalog, obj, [current["id"]], deleted=False)
+            self._refuse_restricted(conn, catalog, doomed, live_only=True)
+            now = _now()
+            for target, ids in doomed.items():
+                self._set_deleted(conn, catalog, target, ids, now, actor)
+            write_history(conn, obj, actor, now, [(current["id"], None, "deleted", None, None)])
+
+    def restore(self, actor: Actor, object_name: str, record_id: str) -> dict[str, Any]:
+        """Bring a record back from the recycle bin, with the children deleted along with it."""
+        with self._writing() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "restore")
+            current = self._locked(conn, obj, table, actor, record_id, "restore", deleted=True)
+            for field in obj.fields:
+                if field.type == "master_detail" and current[field.api_name] is not None:
+                    master_table = catalog.table(field.target)
+                    alive = conn.execute(select(master_table.c.id).where(
+                        master_table.c.id == current[field.api_name], master_table.c.deleted_at.is_(None))).first()
+                    if alive is None:
+                        raise Conflict(f"Its master ({field.label}) is in the recycle bin; restore the master first.", field=field.api_name)
+            revived = self._cascade(conn, catalog, obj, [current["id"]], deleted=True, deleted_at=current["deleted_at"])
+            now = _now()
+            for target, ids in revived.items():
+                self._set_deleted(conn, catalog, target, ids, None, actor, now)
+            write_history(conn, obj, actor, now, [(current["id"], None, "restored", None, None)])
+        return self.get(actor, object_name, current["id"])
+
+    def hard_delete(self, actor: Actor, object_name: str, record_id: str) -> None:
+        """Remove a record for good (from the recycle bin or not); details go with their master."""
+        with self._writing() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "delete")
+            current = self._locked(conn, obj, table, actor, record_id, "delete", deleted=None)
+            doomed = self._cascade(conn, catalog, obj, [current["id"]], deleted=None)
+            self._refuse_restricted(conn, catalog, doomed, live_only=False)
+            try:
+                conn.execute(delete(table).where(table.c.id == current["id"]))
+            except IntegrityError:
+                raise InUse("Other records still reference this record; remove those references first.") from None
+            write_history(conn, obj, actor, _now(), [(current["id"], None, "purged", None, None)])
+
+    # -- steps ------------------------------------------------------------------------------
+    def _insert(self, conn, catalog, obj, table, actor, inputs, *, indexed) -> list[dict[str, Any]]:
+        validator = self._validator(catalog, obj)
+        records, errors = [], []
+        for i, values in enumerate(inputs):
+            coerced, problems = validator.check(values, creating=True)
+            errors.extend(p.at(i) for p in problems) if indexed else errors.extend(problems)
+            records.append(coerced)
+        errors.extend(self._database_problems(conn, catalog, obj, actor, records, [None] * len(records), indexed))
+        if errors:
+            raise ValidationFailed.of(errors)
+        now = _now()
+        canonical = list(obj.fields_by_name)
+        for position, record in enumerate(records):
+            record.update({
+                "id": new_record_id(), "owner_id": record.get("owner_id") or actor.id, "org_unit_id": None,
+                "business_type": None, "created_at": now, "created_by": actor.id, "updated_at": now,
+                "updated_by": actor.id, "version": 1, "deleted_at": None,
+            })
+            records[position] = {name: record.get(name) for name in canonical}
+        assign_numbers(conn, obj, records)
+        conn.execute(table.insert(), [self._row(obj, r) for r in records])
+        if any(f.tracked for f in obj.fields):
+            write_history(conn, obj, actor, now, [(r["id"], None, "created", None, None) for r in records])
+        return records
+
+    def _update(self, conn, catalog, obj, table, actor, record_id, values, expected_version, index) -> dict[str, Any]:
+        def at(errors: list[FieldError]) -> list[FieldError]:
+            return [e.at(index) for e in errors] if index is not None else errors
+
+        coerced, errors = self._validator(catalog, obj).check(values, creating=False)
+        if expected_version is not None and (not isinstance(expected_version, int) or isinstance(expected_version, bool)):
+            errors.append(FieldError("INVALID_TYPE", "expected_version", "must be a whole number"))
+        current = self._locked(conn, obj, table, actor, record_id, "update", deleted=False)
+        if expected_version is not None and current["version"] != expected_version and not errors:
+            raise Conflict(
+                f"The record was changed by someone else (now at version {current['version']}, not {expected_version}); reload it and try again.",
+                field="expected_version", current_version=current["version"],
+            )
+        errors.extend(self._database_problems(conn, catalog, obj, actor, [coerced], [current["id"]], False))
+        if errors:
+            raise ValidationFailed.of(at(errors))
+        changed = {k: v for k, v in coerced.items() if current.get(k) != v}
+        if not changed:
+            return current
+        now = _now()
+        after = {**current, **changed, "version": current["version"] + 1, "updated_at": now, "updated_by": actor.id}
+        row = {"version": after["version"], "updated_at": now, "updated_by": actor.id}
+        for name, value in changed.items():
+            field = obj.field(name)
+            row.update(field.field_type.to_row(field, value))
+        result = conn.execute(update(table).where(table.c.id == current["id"], table.c.version == current["version"]).values(**row))
+        if result.rowcount != 1:
+            raise Conflict("The record was changed by someone else meanwhile; reload it and try again.", field="expected_version")
+        write_history(conn, obj, actor, now, [(current["id"], f, "updated", old, new) for f, old, new in tracked_changes(obj, current, changed)])
+        return after
+
+    def _locked(self, conn, obj, table, actor, record_id, action, *, deleted: bool | None) -> dict[str, Any]:
+        """The current record, row-locked until commit; missing and invisible look the same."""
+        state = true() if deleted is None else self._alive(table, deleted)
+        row = conn.execute(
+            select(table).where(table.c.id == self._id_or_missing(obj, record_id), state,
+                                self._scope(actor, obj, table, action)).with_for_update()
+        ).mappings().first()
+        if row is None:
+            raise self._missing(obj, record_id)
+        return self._record(obj, row, list(obj.fields_by_name))
+
+    def _database_problems(self, conn, catalog, obj, actor, records, own_ids, indexed) -> list[FieldError]:
+        """Unique values and lookup targets, checked with one query per field for the whole batch."""
+        problems: list[FieldError] = []
+        table = catalog.table(obj.api_name)
+
+        def add(i: int, error: FieldError) -> None:
+            problems.append(error.at(i) if indexed else error)
+
+        for field in obj.fields:
+            if field.is_unique and field.writable:
+                first_row: dict[Any, int] = {}
+                for i, record in enumerate(records):
+                    value = record.get(field.api_name)
+                    if value is None:
+                        continue
+                    if value in first_row:
+                        add(i, FieldError("DUPLICATE_VALUE", field.api_name, f"repeats the value of row {first_row[value]}", {"row": first_row[value]}))
+                    else:
+                        first_row[value] = i
+                column = table.c[field.api_name]
+                for chunk in _chunks(list(first_row)):
+                    for other_id, value in conn.execute(select(table.c.id, column).where(column.in_(chunk))):
+                        i = first_row[value]
+                        if other_id != own_ids[i]:
+                            add(i, FieldError("DUPLICATE_VALUE", field.api_name, "is already used by another record; it must be unique"))
+        for field in (obj.field("owner_id"), *obj.fields):
+            if not field.target or not field.writable and field.api_name != "owner_id":
+                continue
+            wanted: dict[str, list[int]] = {}
+            for i, record in enumerate(records):
+                if record.get(field.api_name) is not None:
+                    wanted.setdefault(record[field.api_name], []).append(i)
+            if not wanted:
+                continue
+            target = catalog.objects.get(field.target)
+            target_table = catalog.table(target.api_name)
+            found: set[str] = set()
+            for chunk in _chunks(list(wanted)):
+                found.update(conn.execute(select(target_table.c.id).where(
+                    target_table.c.id.in_(chunk), target_table.c.deleted_at.is_(None),
+                    self._scope(actor, target, target_table, "read"))).scalars())
+            for missing in set(wanted) - found:
+                for i in wanted[missing]:
+                    add(i, FieldError("INVALID_REFERENCE", field.api_name, f"no {target.label} record with id {missing} exists", {"target": target.api_name}))
+        return problems
+
+    def _cascade(self, conn, catalog, obj, ids, *, deleted: bool | None, deleted_at=None) -> dict[str, list[str]]:
+        """The records a delete or restore reaches: these, and their master-detail children, by object."""
+        reached: dict[str, list[str]] = {obj.api_name: list(ids)}
+        frontier = [(obj, list(ids))]
+        while frontier:
+            parent, parent_ids = frontier.pop()
+            for child, field in catalog.referrers(parent.api_name):
+                if field.type != "master_detail":
+                    continue
+                child_table = catalog.table(child.api_name)
+                if deleted is None:
+                    state = true()
+                elif deleted:
+                    state = child_table.c.deleted_at == deleted_at
+                else:
+                    state = child_table.c.deleted_at.is_(None)
+                found = []
+                for chunk in _chunks(parent_ids):
+                    found.extend(conn.execute(select(child_table.c.id).where(child_table.c[field.api_name].in_(chunk), state)).scalars())
+                found = [i for i in found if i not in set(reached.get(child.api_name, []))]
+                if found:
+                    reached.setdefault(child.api_name, []).extend(found)
+                    frontier.append((child, found))
+        return reached
+
+    def _refuse_restricted(self, conn, catalog, doomed: dict[str, list[str]], *, live_only: bool) -> None:
+        """Refuse when a record outside ``doomed`` points at one inside it through a restricting lookup."""
+        blockers = []
+        for object_name, ids in doomed.items():
+            for child, field in catalog.referrers(object_name):
+                if field.options.get("on_delete") != "restrict":
+                    continue
+                child_table = catalog.table(child.api_name)
+                spared = doomed.get(child.api_name, [])
+                for chunk in _chunks(ids):
+                    query = select(func.count()).select_from(child_table).where(child_table.c[field.api_name].in_(chunk))
+                    if live_only:
+                        query = query.where(child_table.c.deleted_at.is_(None))
+                    if spared:
+                        query = query.where(child_table.c.id.not_in(spared))
+                    count = conn.execute(query).scalar_one()
+                    if count:
+                        blockers.append(f"{count} {child.label} record(s) through '{field.api_name}'")
+        if blockers:
+            raise InUse(f"This record is still referenced by {', '.join(blockers)}; remove those references first.", referrers=blockers)
+
+    def _set_deleted(self, conn, catalog, object_name, ids, deleted_at, actor, now=None) -> None:
+        table = catalog.table(object_name)
+        for chunk in _chunks(ids):
+            conn.execute(update(table).where(table.c.id.in_(chunk)).values(
+                deleted_at=deleted_at, version=table.c.version + 1, updated_at=now or deleted_at, updated_by=actor.id))
+
+    # -- shapes -----------------------------------------------------------------------------
+    def _selection(self, obj: ObjectDef, fields: list[str] | None) -> list[str]:
+        if fields is None:
+            return list(obj.fields_by_name)
+        if not isinstance(fields, list):
+            raise ValidationFailed.of([FieldError("INVALID_TYPE", "fields", "must be a list of field names")])
+        unknown = [f for f in fields if not isinstance(f, str) or obj.field(f) is None]
+        if unknown:
+            raise ValidationFailed.of([FieldError("UNKNOWN_FIELD", "fields", f"'{obj.api_name}' has no field named '{u}'") for u in unknown])
+        return list(dict.fromkeys(["id", "version", *fields]))
+
+    def _columns(self, obj: ObjectDef, table: Table, names: list[str]) -> list:
+        return [table.c[c] for name in names for c in self._field(obj, name).field_type.column_names(self._field(obj, name))]
+
+    @staticmethod
+    def _field(obj: ObjectDef, name: str) -> FieldDef:
+        return obj.fields_by_name[name]
+
+    def _record(self, obj: ObjectDef, row, names: list[str]) -> dict[str, Any]:
+        record = {}
+        for name in names:
+            field = obj.fields_by_name[name]
+            record[name] = field.field_type.from_row(field, row)
+        return record
+
+    @staticmethod
+    def _row(obj: ObjectDef, record: dict[str, Any]) -> dict[str, Any]:
+        row = {}
+        for name, value in record.items():
+            field = obj.fields_by_name[name]
+            row.update(field.field_type.to_row(field, value))
+        return row
+
+    @staticmethod
+    def _alive(table: Table, deleted: bool):
+        return table.c.deleted_at.is_not(None) if deleted else table.c.deleted_at.is_(None)
+
+    @staticmethod
+    def _id_or_missing(obj: ObjectDef, record_id: Any) -> str:
+        try:
+            return normalize_id(record_id)
+        except ValueProblem:
+            raise NotFound(f"There is no {obj.label} record with id {record_id!r}.", field="id") from None
+
+    @staticmethod
+    def _missing(obj: ObjectDef, record_id: Any) -> NotFound:
+        return NotFound(f"There is no {obj.label} record with id {record_id!r}.", field="id")
+
+    @staticmethod
+    def _check_bulk(items: Any) -> None:
+        if not isinstance(items, list):
+            raise ValidationFailed.of([FieldError("INVALID_TYPE", None, "must be a list")])
+        if len(items) > MAX_BULK_SIZE:
+            raise ValidationFailed.of([FieldError("TOO_MANY", None, f"at most {MAX_BULK_SIZE} records per call; split the batch")])

@@ -1,0 +1,54 @@
+"""One running platform: a database, optionally Redis, and the services over them."""
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from ..metadata.catalog import CatalogCache
+from ..metadata.database import database_engine
+from ..metadata.service import MetadataService
+from ..metadata.versions import DatabaseVersions, RedisVersions
+from .access import AccessPolicy
+from .records import RecordService
+
+
+class Runtime:
+    """Wires the Catalog cache, the metadata service and the record service to one database.
+
+    With a Redis client, the metadata version is mirrored and announced through Redis, and a
+    listener warms this process's Catalog as soon as another process changes metadata.
+    """
+
+    def __init__(self, engine: Engine, redis=None, policy: AccessPolicy | None = None, redis_prefix: str = ""):
+        self.engine = engine
+        self.redis = redis
+        self.versions = RedisVersions(redis, redis_prefix) if redis is not None else DatabaseVersions()
+        self.catalogs = CatalogCache(engine, self.versions)
+        self.metadata = MetadataService(engine, self.catalogs, self.versions)
+        self.records = RecordService(engine, self.catalogs, policy)
+
+    @classmethod
+    def connect(cls, database_url: str, redis_url: str | None = None, **kwargs) -> "Runtime":
+        redis = None
+        if redis_url:
+            import redis as redis_lib
+
+            redis = redis_lib.Redis.from_url(redis_url)
+        return cls(database_engine(database_url), redis, **kwargs)
+
+    def install(self) -> "Runtime":
+        self.metadata.install()
+        return self
+
+    def catalog(self):
+        return self.catalogs.current()
+
+    def warm_on_announcements(self):
+        """Reload the Catalog in the background when another process announces a change."""
+        if isinstance(self.versions, RedisVersions):
+            return self.versions.listen(lambda _version: self.catalogs.current())
+        return None
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.redis is not None:
+            self.redis.close()

@@ -1,0 +1,69 @@
+"""Shared service fixtures.
+
+Environment variables (exported by ``bash .ci/run``, which starts the services):
+
+* ``LOWCODE_TEST_POSTGRES_URL`` -- SQLAlchemy URL of a PostgreSQL database that
+  the tests may wipe, e.g. ``postgresql+psycopg://postgres:pw@127.0.0.1:5432/lowcode_test``.
+* ``LOWCODE_TEST_REDIS_URL`` -- URL of a Redis database that the tests may
+  flush, e.g. ``redis://127.0.0.1:6399/0``.
+
+When a variable is missing, tests needing that service are skipped locally and
+fail when ``CI=true`` (CI must never silently skip a backend).
+
+Fixtures:
+
+* ``database_url`` -- parametrized: ``[sqlite]`` (fresh file per test) and
+  ``[postgresql]`` (``public`` schema dropped and recreated per test).
+* ``postgres_url`` -- PostgreSQL only, same reset (for real concurrency tests).
+* ``redis_url`` -- Redis, database flushed per test.
+
+Tests run serially, so resetting the shared database per test is safe.
+"""
+
+import os
+
+import pytest
+import redis
+import sqlalchemy
+from sqlalchemy.pool import NullPool
+
+
+def _service_url(var: str, what: str) -> str:
+    url = os.environ.get(var)
+    if not url:
+        message = f"{what} not configured ({var} unset): run bash .ci/run"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def postgres_url():
+    url = _service_url("LOWCODE_TEST_POSTGRES_URL", "PostgreSQL")
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sqlalchemy.text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/lowcode.db"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def redis_url():
+    url = _service_url("LOWCODE_TEST_REDIS_URL", "Redis")
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
