@@ -67,3 +67,13 @@ def redis_url():
     finally:
         client.close()
     return url
+
+
+@pytest.fixture
+def runtime(database_url):
+    """An installed platform on the parametrized database (SQLite, then PostgreSQL)."""
+    from lowcode.runtime import Runtime
+
+    rt = Runtime.connect(database_url).install()
+    yield rt
+    rt.close()
