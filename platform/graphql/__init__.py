@@ -1,0 +1,1 @@
+"""The generated GraphQL API (see README.md in this folder)."""

@@ -34,6 +34,8 @@ def record_schema(obj: ObjectDef, *, creating: bool) -> dict[str, Any]:
             continue
         schema = field.field_type.json_schema(field)
         schema = {**schema, "title": field.label, **({"description": field.help_text} if field.help_text else {})}
+        if field.required and schema.get("type") == "string":
+            schema["minLength"] = 1
         properties[field.api_name] = schema if field.required else nullable(schema)
         if field.required and creating and field.default is None:
             required.append(field.api_name)
@@ -121,6 +123,8 @@ def _code_and_message(error, field: FieldDef | None) -> tuple[str, str]:
         return "INVALID_TYPE", f"must be {words}"
     if keyword == "maxLength":
         return "TOO_LONG", f"must be at most {expected} characters"
+    if keyword == "minLength" and expected == 1:
+        return "REQUIRED", "is required and cannot be empty"
     if keyword == "minLength":
         return "TOO_SHORT", f"must be at least {expected} characters"
     if keyword in ("maximum", "exclusiveMaximum"):

@@ -1,0 +1,1 @@
+"""Transports and entry points: the ``lowcode`` command."""

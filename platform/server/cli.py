@@ -1,0 +1,271 @@
+"""The ``lowcode`` command: set up a database, define objects and fields, read and write records.
+
+Every command goes through the same services as any other transport; errors are printed as
+structured JSON on stderr with exit status 1, never as a stack trace.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Iterator
+
+import click
+
+from ..metadata.actors import SYSTEM_ACTOR
+from ..metadata.errors import LowcodeError
+from ..runtime import Runtime
+
+DEFAULT_DATABASE_URL = "sqlite:///lowcode.db"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _print(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def _parse_value(text: str) -> Any:
+    """``12.5`` and ``["a"]`` are JSON; anything that is not JSON is a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"'{pair}' is not name=value", param_hint="VALUES")
+        values[name] = _parse_value(text)
+    return values
+
+
+@contextmanager
+def _runtime(ctx: click.Context) -> Iterator[Runtime]:
+    runtime = Runtime.connect(ctx.obj["database_url"], ctx.obj["redis_url"])
+    try:
+        yield runtime.install()
+    except LowcodeError as error:
+        click.echo(json.dumps({"error": error.as_dict()}, indent=2, ensure_ascii=False, default=_json_default), err=True)
+        sys.exit(1)
+    finally:
+        runtime.close()
+
+
+@click.group()
+@click.option("--database-url", envvar="LOWCODE_DATABASE_URL", default=DEFAULT_DATABASE_URL, show_default=True,
+              help="SQLAlchemy URL: sqlite:///file.db or postgresql://user:password@host/db.")
+@click.option("--redis-url", envvar="LOWCODE_REDIS_URL", default=None, help="redis://host:port/db (optional).")
+@click.pass_context
+def main(ctx: click.Context, database_url: str, redis_url: str | None) -> None:
+    """lowcode: a metadata-driven low-code platform."""
+    ctx.obj = {"database_url": database_url, "redis_url": redis_url}
+
+
+@main.command("init")
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the platform tables and system objects (safe to run again)."""
+    with _runtime(ctx) as rt:
+        click.echo(f"Initialised {ctx.obj['database_url']} at metadata version {rt.catalog().version}.")
+
+
+# -- objects ---------------------------------------------------------------------------------
+@main.group("object")
+def object_group() -> None:
+    """Define objects."""
+
+
+@object_group.command("create")
+@click.argument("api_name")
+@click.option("--label", required=True)
+@click.option("--plural-api-name")
+@click.option("--plural-label")
+@click.option("--description", default="")
+@click.pass_context
+def object_create(ctx, api_name, label, plural_api_name, plural_label, description):
+    """Create an object and its table."""
+    definition = {"api_name": api_name, "label": label, "description": description}
+    if plural_api_name:
+        definition["plural_api_name"] = plural_api_name
+    if plural_label:
+        definition["plural_label"] = plural_label
+    with _runtime(ctx) as rt:
+        _print(rt.metadata.create_object(SYSTEM_ACTOR, definition).as_dict())
+
+
+@object_group.command("list")
+@click.pass_context
+def object_list(ctx):
+    """List objects with their field counts."""
+    with _runtime(ctx) as rt:
+        for obj in sorted(rt.catalog().objects.values(), key=lambda o: o.api_name):
+            click.echo(f"{obj.api_name:<24} {obj.label:<24} {len(obj.fields)} fields")
+
+
+@object_group.command("show")
+@click.argument("api_name")
+@click.pass_context
+def object_show(ctx, api_name):
+    """Show an object's definition."""
+    with _runtime(ctx) as rt:
+        _print(rt.catalog().object(api_name).as_dict())
+
+
+@object_group.command("delete")
+@click.argument("api_name")
+@click.pass_context
+def object_delete(ctx, api_name):
+    """Delete an object, its table and its records."""
+    with _runtime(ctx) as rt:
+        rt.metadata.delete_object(SYSTEM_ACTOR, api_name)
+        click.echo(f"Deleted {api_name}.")
+
+
+# -- fields ----------------------------------------------------------------------------------
+@main.group("field")
+def field_group() -> None:
+    """Define fields."""
+
+
+@field_group.command("add")
+@click.argument("object_name")
+@click.argument("api_name")
+@click.option("--type", "type_", required=True, help="text, integer, decimal, currency, picklist, lookup, ...")
+@click.option("--label", required=True)
+@click.option("--required", is_flag=True)
+@click.option("--unique", is_flag=True)
+@click.option("--indexed", is_flag=True)
+@click.option("--tracked", is_flag=True)
+@click.option("--default", "default", default=None, help="A JSON value (or plain text).")
+@click.option("--option", "options", multiple=True, help="name=value, the value in JSON, e.g. max_length=80.")
+@click.pass_context
+def field_add(ctx, object_name, api_name, type_, label, required, unique, indexed, tracked, default, options):
+    """Add a field (and its column) to an object."""
+    definition = {
+        "api_name": api_name, "label": label, "type": type_, "required": required, "unique": unique,
+        "indexed": indexed, "tracked": tracked, "options": _assignments(options),
+    }
+    if default is not None:
+        definition["default"] = _parse_value(default)
+    with _runtime(ctx) as rt:
+        _print(rt.metadata.create_field(SYSTEM_ACTOR, object_name, definition).as_dict())
+
+
+@field_group.command("delete")
+@click.argument("object_name")
+@click.argument("api_name")
+@click.pass_context
+def field_delete(ctx, object_name, api_name):
+    """Drop a field and its column."""
+    with _runtime(ctx) as rt:
+        rt.metadata.delete_field(SYSTEM_ACTOR, object_name, api_name)
+        click.echo(f"Deleted {object_name}.{api_name}.")
+
+
+# -- records ---------------------------------------------------------------------------------
+@main.group("record")
+def record_group() -> None:
+    """Read and write records."""
+
+
+@record_group.command("create")
+@click.argument("object_name")
+@click.argument("values", nargs=-1)
+@click.pass_context
+def record_create(ctx, object_name, values):
+    """Create a record from name=value pairs (values in JSON or plain text)."""
+    with _runtime(ctx) as rt:
+        _print(rt.records.create(SYSTEM_ACTOR, object_name, _assignments(values)))
+
+
+@record_group.command("update")
+@click.argument("object_name")
+@click.argument("record_id")
+@click.argument("values", nargs=-1)
+@click.option("--expected-version", type=int, default=None)
+@click.pass_context
+def record_update(ctx, object_name, record_id, values, expected_version):
+    """Change some fields of a record."""
+    with _runtime(ctx) as rt:
+        _print(rt.records.update(SYSTEM_ACTOR, object_name, record_id, _assignments(values), expected_version=expected_version))
+
+
+@record_group.command("get")
+@click.argument("object_name")
+@click.argument("record_id")
+@click.pass_context
+def record_get(ctx, object_name, record_id):
+    with _runtime(ctx) as rt:
+        _print(rt.records.get(SYSTEM_ACTOR, object_name, record_id))
+
+
+@record_group.command("delete")
+@click.argument("object_name")
+@click.argument("record_id")
+@click.pass_context
+def record_delete(ctx, object_name, record_id):
+    """Move a record to the recycle bin."""
+    with _runtime(ctx) as rt:
+        rt.records.delete(SYSTEM_ACTOR, object_name, record_id)
+        click.echo(f"Moved {record_id} to the recycle bin.")
+
+
+@record_group.command("list")
+@click.argument("object_name")
+@click.option("--filter", "filter_", default=None, help='JSON, e.g. {"amount": {"gte": 100}}')
+@click.option("--order-by", multiple=True, help="A field name, '-' prefixed for descending.")
+@click.option("--first", default=20, show_default=True)
+@click.option("--after", default=None, help="The cursor printed after the previous page.")
+@click.option("--fields", default=None, help="Comma-separated field names.")
+@click.pass_context
+def record_list(ctx, object_name, filter_, order_by, first, after, fields):
+    """List records as a table, with the total and the cursor of the next page."""
+    try:
+        filter_value = json.loads(filter_) if filter_ else None
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--filter") from None
+    with _runtime(ctx) as rt:
+        obj = rt.catalog().object(object_name)
+        names = fields.split(",") if fields else [f.api_name for f in obj.fields]
+        page = rt.records.query(SYSTEM_ACTOR, object_name, filter=filter_value, order_by=list(order_by),
+                                first=first, after=after, fields=names, total=True)
+        _table(["id", *names], page.records)
+        more = f"; next page: --after {page.end_cursor}" if page.has_next_page else ""
+        click.echo(f"{len(page.records)} of {page.total_count} record(s){more}")
+
+
+def _table(columns: list[str], records: list[dict[str, Any]]) -> None:
+    def text(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, (list, dict)):
+            return json.dumps(value, ensure_ascii=False, default=_json_default)
+        return str(value)
+
+    rows = [[text(r.get(c)) for c in columns] for r in records]
+    widths = [min(40, max([len(c), *(len(row[i]) for row in rows)])) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        click.echo("  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)))
+
+
+@main.command("demo")
+@click.pass_context
+def demo(ctx):
+    """Walk through the platform: define an object, add fields, write and list records."""
+    from .demo import run_demo
+
+    with _runtime(ctx) as rt:
+        run_demo(rt, click.echo)
