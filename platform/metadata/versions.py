@@ -8,7 +8,6 @@ caches early; a missing key falls back to the database.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable, Protocol
 
 from sqlalchemy import Connection, select, update
@@ -88,18 +87,17 @@ class RedisVersions:
             except Exception:
                 pass
 
-    def listen(self, on_change: Callable[[int], None]) -> threading.Thread:
-        """Call ``on_change(version)`` for each announcement, in a daemon thread."""
+    def listen(self, on_change: Callable[[int], None]):
+        """Call ``on_change(version)`` for each announcement from a background thread.
+
+        Returns the worker thread; ``stop()`` ends it.
+        """
+        def handle(message) -> None:
+            try:
+                on_change(int(message["data"]))
+            except Exception:
+                log.exception("warming the catalog after a metadata change failed")
+
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self.channel)
-
-        def run() -> None:
-            for message in pubsub.listen():
-                try:
-                    on_change(int(message["data"]))
-                except Exception:
-                    log.exception("warming the catalog after a metadata change failed")
-
-        thread = threading.Thread(target=run, name="lowcode-meta-listener", daemon=True)
-        thread.start()
-        return thread
+        pubsub.subscribe(**{self.channel: handle})
+        return pubsub.run_in_thread(sleep_time=0.5, daemon=True)

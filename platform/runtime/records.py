@@ -69,6 +69,18 @@ def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
         yield values[start:start + size]
 
 
+def _constraint_error(obj: ObjectDef, exc: IntegrityError) -> ValidationFailed:
+    """A constraint a concurrent writer won, named by convention (``uq_<table>_<field>``)."""
+    name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or ""
+    for prefix, code, message in (
+        (f"uq_{obj.table_name}_", "DUPLICATE_VALUE", "was just taken by another record; it must be unique"),
+        (f"fk_{obj.table_name}_", "INVALID_REFERENCE", "refers to a record that no longer exists"),
+    ):
+        if name.startswith(prefix):
+            return ValidationFailed.of([FieldError(code, name[len(prefix):], message)])
+    return ValidationFailed.of([FieldError("CONSTRAINT_VIOLATED", None, "a concurrent change conflicts with this write; retry it")])
+
+
 class RecordService:
     def __init__(self, engine: Engine, catalogs: CatalogCache, policy: AccessPolicy | None = None):
         self.engine = engine
@@ -273,7 +285,10 @@ class RecordService:
             })
             records[position] = {name: record.get(name) for name in canonical}
         assign_numbers(conn, obj, records)
-        conn.execute(table.insert(), [self._row(obj, r) for r in records])
+        try:
+            conn.execute(table.insert(), [self._row(obj, r) for r in records])
+        except IntegrityError as exc:
+            raise _constraint_error(obj, exc) from None
         if any(f.tracked for f in obj.fields):
             write_history(conn, obj, actor, now, [(r["id"], None, "created", None, None) for r in records])
         return records
@@ -303,7 +318,10 @@ class RecordService:
         for name, value in changed.items():
             field = obj.field(name)
             row.update(field.field_type.to_row(field, value))
-        result = conn.execute(update(table).where(table.c.id == current["id"], table.c.version == current["version"]).values(**row))
+        try:
+            result = conn.execute(update(table).where(table.c.id == current["id"], table.c.version == current["version"]).values(**row))
+        except IntegrityError as exc:
+            raise ValidationFailed.of(at(_constraint_error(obj, exc).errors)) from None
         if result.rowcount != 1:
             raise Conflict("The record was changed by someone else meanwhile; reload it and try again.", field="expected_version")
         write_history(conn, obj, actor, now, [(current["id"], f, "updated", old, new) for f, old, new in tracked_changes(obj, current, changed)])

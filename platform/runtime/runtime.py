@@ -25,6 +25,7 @@ class Runtime:
         self.catalogs = CatalogCache(engine, self.versions)
         self.metadata = MetadataService(engine, self.catalogs, self.versions)
         self.records = RecordService(engine, self.catalogs, policy)
+        self._listener = None
 
     @classmethod
     def connect(cls, database_url: str, redis_url: str | None = None, **kwargs) -> "Runtime":
@@ -44,11 +45,14 @@ class Runtime:
 
     def warm_on_announcements(self):
         """Reload the Catalog in the background when another process announces a change."""
-        if isinstance(self.versions, RedisVersions):
-            return self.versions.listen(lambda _version: self.catalogs.current())
-        return None
+        if isinstance(self.versions, RedisVersions) and self._listener is None:
+            self._listener = self.versions.listen(lambda _version: self.catalogs.current())
+        return self._listener
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener.join(timeout=5)
         self.engine.dispose()
         if self.redis is not None:
             self.redis.close()
