@@ -1,6 +1,7 @@
 """Who is acting on the platform."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 
@@ -15,6 +16,13 @@ class Actor:
     id: str | None
     name: str = ""
     is_system: bool = False
+
+    def __post_init__(self) -> None:
+        if self.id is not None:
+            try:
+                object.__setattr__(self, "id", str(uuid.UUID(str(self.id))))
+            except ValueError:
+                raise ValueError(f"an actor id is the id of a user record (a UUID), not {self.id!r}") from None
 
 
 SYSTEM_ACTOR = Actor(None, "system", True)

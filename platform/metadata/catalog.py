@@ -123,6 +123,8 @@ class CatalogCache:
             catalog = load_catalog(conn)
             self.loads += 1
             self._catalog = catalog
+            if catalog.version < version:
+                self.versions.correct(catalog.version)
             return catalog
 
     def at_version(self, conn: Connection, version: int) -> Catalog:

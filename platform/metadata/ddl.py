@@ -11,6 +11,7 @@ from __future__ import annotations
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Connection
+from sqlalchemy import column as sa_column, table as sa_table, update as sa_update
 
 from .definitions import FieldDef, ObjectDef
 from .names import table_name
@@ -25,11 +26,29 @@ class SchemaEditor:
         self.dialect = conn.dialect.name
         self.ops = Operations(MigrationContext.configure(conn))
 
-    def create_table(self, obj: ObjectDef) -> None:
-        elements, indexes = ddl_elements(obj)
+    def create_table(self, obj: ObjectDef, defer_targets: frozenset[str] = frozenset()) -> None:
+        """Create the table; on PostgreSQL, foreign keys to ``defer_targets`` wait for :meth:`add_foreign_keys`.
+
+        SQLite accepts a foreign key to a table that does not exist yet (and cannot add one later),
+        so there every foreign key is written inline.
+        """
+        defer = defer_targets if self.dialect != "sqlite" else frozenset()
+        elements, indexes = ddl_elements(obj, defer)
         self.ops.create_table(obj.table_name, *elements)
         for index in indexes:
             self.ops.create_index(index.name, obj.table_name, [c if isinstance(c, str) else c.name for c in index.expressions], unique=index.unique)
+
+    def add_foreign_keys(self, obj: ObjectDef, targets: frozenset[str]) -> None:
+        if self.dialect == "sqlite":
+            return
+        for field in obj.fields:
+            if field.target in targets:
+                self._create_foreign_key(obj.table_name, field)
+
+    def _create_foreign_key(self, table: str, field: FieldDef) -> None:
+        foreign_key = foreign_key_for(table, field)
+        self.ops.create_foreign_key(foreign_key.name, table, table_name(field.target), [field.api_name], ["id"],
+                                    ondelete=field.field_type.on_delete_sql(field))
 
     def drop_table(self, obj: ObjectDef) -> None:
         self.ops.drop_table(obj.table_name)
@@ -46,15 +65,15 @@ class SchemaEditor:
             for column in field_columns(field):
                 self.ops.add_column(table, column)
             if foreign_key is not None:
-                self.ops.create_foreign_key(foreign_key.name, table, table_name(field.target), [field.api_name], ["id"], ondelete=field.field_type.on_delete_sql(field))
+                self._create_foreign_key(table, field)
         self._create_index(table, field)
 
     def drop_field(self, obj: ObjectDef, field: FieldDef) -> None:
         table = obj.table_name
         self._drop_index(table, field)
         with self.ops.batch_alter_table(table) as batch:
-            if foreign_key_for(table, field) is not None and self.dialect != "sqlite":
-                batch.drop_constraint(f"fk_{table}_{field.api_name}", type_="foreignkey")
+            if (foreign_key := foreign_key_for(table, field)) is not None and self.dialect != "sqlite":
+                batch.drop_constraint(foreign_key.name, type_="foreignkey")
             for name in field.field_type.column_names(field):
                 batch.drop_column(name)
 
@@ -68,10 +87,22 @@ class SchemaEditor:
                         old_col.name, type_=new_col.type, existing_type=old_col.type, existing_nullable=True,
                         postgresql_using=f'"{old_col.name}"::{new_col.type.compile(dialect=self.conn.dialect)}',
                     )
+            self._convert_values(obj, old, new)
+        old_key, new_key = foreign_key_for(table, old), foreign_key_for(table, new)
+        if old_key is not None and new_key is not None and old_key.ondelete != new_key.ondelete:
+            with self.ops.batch_alter_table(table, recreate="always" if self.dialect == "sqlite" else "auto") as batch:
+                batch.drop_constraint(old_key.name, type_="foreignkey")
+                batch.create_foreign_key(new_key.name, table_name(new.target), [new.api_name], ["id"], ondelete=new_key.ondelete)
         old_index, new_index = index_for(table, old), index_for(table, new)
         if (old_index is None) != (new_index is None) or (old_index is not None and old_index.name != new_index.name):
             self._drop_index(table, old)
             self._create_index(table, new)
+
+    def _convert_values(self, obj: ObjectDef, old: FieldDef, new: FieldDef) -> None:
+        records = sa_table(obj.table_name, sa_column(new.api_name))
+        expression = new.field_type.stored_value_change(old, new, records.c[new.api_name], self.dialect)
+        if expression is not None:
+            self.conn.execute(sa_update(records).values({new.api_name: expression}))
 
     def _create_index(self, table: str, field: FieldDef) -> None:
         index = index_for(table, field)

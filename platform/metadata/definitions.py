@@ -12,9 +12,10 @@ from .names import table_name
 
 def freeze(value: Any) -> Any:
     """A read-only deep copy of plain JSON-like data."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is dict or kind is MappingProxyType:
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
+    if kind is list or kind is tuple:
         return tuple(freeze(v) for v in value)
     return value
 
@@ -45,7 +46,7 @@ class FieldDef:
     """Built in: every record has it; it is not stored in ``lc_field`` and cannot change."""
     position: int = 0
 
-    @property
+    @cached_property
     def field_type(self) -> FieldType:
         return registry.get(self.type)
 

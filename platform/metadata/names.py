@@ -7,6 +7,7 @@ is found when metadata is saved rather than silently merged by graphene later.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as _POSTGRES_RESERVED
@@ -14,6 +15,11 @@ from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
 from sqlalchemy.sql.compiler import RESERVED_WORDS as _ANSI_RESERVED
 
 API_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+MAX_OBJECT_NAME = 59
+"""``obj_`` + the name must fit PostgreSQL's 63-byte identifiers."""
+MAX_FIELD_NAME = 58
+"""Room for the suffix of a type's extra columns (``__lat``) within 63 bytes."""
+MAX_IDENTIFIER = 63
 
 GRAPHQL_RESERVED = frozenset(
     """query mutation subscription fragment on true false null type input enum schema scalar
@@ -42,6 +48,9 @@ def name_problem(name: object, *, column: bool = True) -> str | None:
     """
     if not isinstance(name, str) or not API_NAME.match(name):
         return "must start with a lowercase letter and hold only lowercase letters, digits and underscores (at most 63)"
+    longest = MAX_FIELD_NAME if column else MAX_OBJECT_NAME
+    if len(name) > longest:
+        return f"must be at most {longest} characters"
     if "__" in name or name.endswith("_"):
         return "may not contain a double underscore or end with an underscore"
     if column and name in SQL_RESERVED:
@@ -53,6 +62,16 @@ def name_problem(name: object, *, column: bool = True) -> str | None:
 
 def table_name(object_api_name: str) -> str:
     return OBJECT_TABLE_PREFIX + object_api_name
+
+
+def constraint_name(kind: str, table: str, column: str) -> str:
+    """``<kind>_<table>_<column>``, or when that is too long for PostgreSQL, a shortened form
+    ending in a hash of the full name, so names stay unique and map back to their field."""
+    full = f"{kind}_{table}_{column}"
+    if len(full) <= MAX_IDENTIFIER:
+        return full
+    digest = hashlib.sha1(full.encode()).hexdigest()[:10]
+    return f"{kind}_{table[:24]}_{column[:24]}_{digest}"
 
 
 def pascal_case(api_name: str) -> str:

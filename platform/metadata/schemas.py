@@ -79,12 +79,14 @@ class FieldUpdateSchema(FieldSchema):
 
 
 class ObjectSchema(Schema):
+    """An object's header; its fields load one by one with :class:`FieldSchema`, so a bad field
+    never hides the problems of the others."""
+
     api_name = fields.String(required=True, validate=_object_name)
     label = fields.String(required=True, validate=validate.Length(1, 255))
     plural_api_name = fields.String(load_default=None, validate=_object_name)
     plural_label = fields.String(load_default=None, validate=validate.Length(1, 255))
     description = fields.String(load_default="", validate=validate.Length(0, 4000))
-    fields_ = fields.List(fields.Nested(FieldSchema), data_key="fields", attribute="fields", load_default=list)
 
 
 class ObjectUpdateSchema(Schema):

@@ -20,6 +20,7 @@ from .catalog import Catalog, CatalogCache
 from .database import WRITE, is_sqlite
 from .ddl import SchemaEditor
 from .definitions import FieldDef, ObjectDef, freeze, thaw
+from .fieldtypes.auto_number import render
 from .errors import FieldError, InUse, InvalidDefinition, NotFound, SchemaChangeFailed, UnsafeChange
 from .names import SYSTEM_FIELD_NAMES, camel_case, pascal_case
 from .schemas import FieldSchema, ObjectSchema, ObjectUpdateSchema, load
@@ -47,6 +48,11 @@ SYSTEM_OBJECTS = (
     },
 )
 """Objects every installation has; they cannot be deleted (later issues give them behaviour)."""
+
+
+LOCK_TIMEOUT = "10s"
+"""How long a metadata change waits for a busy table before giving up (PostgreSQL), so that a
+change queued behind a long transaction never stalls every other query on that table."""
 
 
 def _now() -> datetime:
@@ -107,30 +113,18 @@ class MetadataService:
         return self._create_objects(actor, definitions)
 
     def _create_objects(self, actor: Actor, definitions: list[dict[str, Any]], system: bool = False) -> list[ObjectDef]:
-        loaded, errors = [], []
-        for i, definition in enumerate(definitions):
-            data, problems = load(ObjectSchema(), definition)
-            prefix = f"{i}" if len(definitions) > 1 else None
-            errors.extend(e.at(prefix) if prefix else e for e in problems)
-            loaded.append(data)
-        if errors:
-            raise InvalidDefinition("The object definition has problems; fix the listed fields.", errors=errors)
+        several = len(definitions) > 1
+        drafts = [_draft_object(definition, system) for definition in definitions]
         with self._change(actor) as change:
-            new_objects = []
-            for data in loaded:
-                data["plural_api_name"] = data.get("plural_api_name") or data["api_name"] + "s"
-                data["plural_label"] = data.get("plural_label") or data["label"]
-                new_objects.append(ObjectDef(
-                    api_name=data["api_name"], label=data["label"], plural_api_name=data["plural_api_name"],
-                    plural_label=data["plural_label"], description=data["description"], system=system,
-                    fields=tuple(_field_def(f, position) for position, f in enumerate(data["fields"])),
-                ))
-            names = {**change.catalog.objects, **{o.api_name: o for o in new_objects}}
-            for i, obj in enumerate(new_objects):
-                prefix = f"{i}." if len(new_objects) > 1 else ""
-                errors.extend(e.at(prefix.rstrip(".")) if prefix else e for e in _object_problems(change.catalog, obj, names, new_objects))
+            valid = [obj for obj, _, header_ok in drafts if header_ok]
+            names = {**change.catalog.objects, **{o.api_name: o for o in valid}}
+            errors: list[FieldError] = []
+            for i, (obj, problems, header_ok) in enumerate(drafts):
+                problems = problems + _object_problems(change.catalog, obj, names, valid, check_object=header_ok)
+                errors.extend(e.at(i) if several else e for e in problems)
             if errors:
                 raise InvalidDefinition("The object definition has problems; fix the listed fields.", errors=errors)
+            new_objects = valid
             now = _now()
             for obj in new_objects:
                 change.conn.execute(insert(store.objects).values(
@@ -139,8 +133,11 @@ class MetadataService:
                 ))
                 for field in obj.fields:
                     _insert_field(change.conn, obj.api_name, field)
-            for obj in _creation_order(new_objects):
-                self._ddl(change, lambda o=obj: change.schema.create_table(o))
+            created = frozenset(o.api_name for o in new_objects)
+            for obj in new_objects:
+                self._ddl(change, lambda o=obj: change.schema.create_table(o, created))
+            for obj in new_objects:
+                self._ddl(change, lambda o=obj: change.schema.add_foreign_keys(o, created))
                 change.log("create_object", obj.api_name, None, None, obj.as_dict())
         return new_objects
 
@@ -195,6 +192,8 @@ class MetadataService:
                 )
             _insert_field(change.conn, object_api_name, field)
             self._ddl(change, lambda: change.schema.add_field(obj, field))
+            if field.type == "auto_number":
+                _number_existing_records(change.conn, obj, field)
             change.log("create_field", object_api_name, field.api_name, None, field.as_dict())
         return field
 
@@ -253,6 +252,8 @@ class MetadataService:
             if sqlite:
                 conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
             with conn.begin():
+                if not sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                 version = lock_and_bump(conn)
                 catalog = self.cache.at_version(conn, version - 1)
                 change = MetaChange(conn, catalog, version, actor, SchemaEditor(conn))
@@ -273,6 +274,34 @@ class MetadataService:
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise SchemaChangeFailed(f"The database refused the schema change ({reason}); nothing was changed.") from None
+
+
+def _draft_object(definition: Any, system: bool) -> tuple[ObjectDef, list[FieldError], bool]:
+    """The object as far as it loads, with every format problem (of the header and each field).
+
+    Fields that load keep their index as ``position``, so later checks report ``fields.<index>``.
+    """
+    if not isinstance(definition, dict):
+        return ObjectDef("", "", "", ""), [FieldError("INVALID_TYPE", None, "must be an object definition")], False
+    header, errors = load(ObjectSchema(), {k: v for k, v in definition.items() if k != "fields"})
+    raw_fields = definition.get("fields", [])
+    fields: list[FieldDef] = []
+    if not isinstance(raw_fields, list):
+        errors.append(FieldError("INVALID_TYPE", "fields", "must be a list of field definitions"))
+        raw_fields = []
+    for index, raw in enumerate(raw_fields):
+        data, problems = load(FieldSchema(), raw)
+        errors.extend(e.at(f"fields.{index}") for e in problems)
+        if not problems:
+            fields.append(_field_def(data, index))
+    header_ok = bool(header)
+    api_name = header.get("api_name") or ""
+    return ObjectDef(
+        api_name=api_name, label=header.get("label", ""),
+        plural_api_name=header.get("plural_api_name") or (api_name + "s" if api_name else ""),
+        plural_label=header.get("plural_label") or header.get("label", ""), description=header.get("description", ""),
+        system=system, fields=tuple(fields),
+    ), errors, header_ok
 
 
 def _field_def(data: dict[str, Any], position: int) -> FieldDef:
@@ -297,6 +326,24 @@ def _insert_field(conn: Connection, object_api_name: str, field: FieldDef) -> No
     if field.type == "auto_number":
         conn.execute(insert(store.auto_numbers).values(
             object_api_name=object_api_name, field_api_name=field.api_name, next_value=field.options["start"]))
+
+
+def _number_existing_records(conn: Connection, obj: ObjectDef, field: FieldDef) -> None:
+    """Records that exist when an auto-number field is added get numbers in creation order."""
+    from sqlalchemy import bindparam, column, table
+
+    records = table(obj.table_name, column("id"), column("created_at"), column(field.api_name))
+    ids = conn.execute(select(records.c.id).order_by(records.c.created_at, records.c.id)).scalars().all()
+    if not ids:
+        return
+    start = field.options["start"]
+    conn.execute(
+        update(records).where(records.c.id == bindparam("record_id")).values({field.api_name: bindparam("number")}),
+        [{"record_id": record_id, "number": render(field.options["format"], start + i)} for i, record_id in enumerate(ids)],
+    )
+    conn.execute(update(store.auto_numbers).where(
+        store.auto_numbers.c.object_api_name == obj.api_name, store.auto_numbers.c.field_api_name == field.api_name,
+    ).values(next_value=start + len(ids)))
 
 
 def _custom_field(obj: ObjectDef, api_name: str) -> FieldDef:
@@ -333,31 +380,12 @@ def _refuse_duplicates(conn: Connection, obj: ObjectDef, field: FieldDef) -> Non
         )
 
 
-def _creation_order(objects: list[ObjectDef]) -> list[ObjectDef]:
-    """Targets before the objects that reference them (cycles are broken in listed order)."""
-    by_name = {o.api_name: o for o in objects}
-    ordered: list[ObjectDef] = []
-    visiting: set[str] = set()
-
-    def visit(obj: ObjectDef) -> None:
-        if obj in ordered or obj.api_name in visiting:
-            return
-        visiting.add(obj.api_name)
-        for field in obj.fields:
-            if field.target in by_name and field.target != obj.api_name:
-                visit(by_name[field.target])
-        ordered.append(obj)
-
-    for obj in objects:
-        visit(obj)
-    return ordered
-
-
-def _object_problems(catalog: Catalog, obj: ObjectDef, names: dict[str, Any], new_objects: list[ObjectDef], only: FieldDef | None = None) -> list[FieldError]:
+def _object_problems(catalog: Catalog, obj: ObjectDef, names: dict[str, Any], new_objects: list[ObjectDef],
+                     only: FieldDef | None = None, check_object: bool = True) -> list[FieldError]:
     """Checks that need the Catalog: name clashes, GraphQL name collisions, lookup targets."""
     problems: list[FieldError] = []
     creating = only is None
-    if creating:
+    if creating and check_object:
         if obj.api_name in catalog.objects:
             problems.append(FieldError("DUPLICATE", "api_name", f"an object named '{obj.api_name}' already exists"))
         others = [o for o in catalog.objects.values()] + [o for o in new_objects if o is not obj]
@@ -375,8 +403,8 @@ def _object_problems(catalog: Catalog, obj: ObjectDef, names: dict[str, Any], ne
             if (clash_type := next((o.api_name for o in others if pascal_case(o.api_name) == pascal_case(name) and o.api_name != name), None)):
                 problems.append(FieldError("NAME_COLLISION", key, f"'{name}' gives the same GraphQL name as object '{clash_type}'"))
     seen_camel: dict[str, str] = {camel_case(n): n for n in SYSTEM_FIELD_NAMES}
-    for index, field in enumerate(obj.fields):
-        path = f"fields.{index}" if creating else None
+    for field in obj.fields:
+        path = f"fields.{field.position}" if creating else None
         at = (lambda e, p=path: e.at(p) if p else e)
         camel = camel_case(field.api_name)
         checking = creating or field is only

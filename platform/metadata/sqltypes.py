@@ -4,16 +4,40 @@ Backend differences stay here, inside SQLAlchemy types, never in per-database br
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import JSON, DateTime, Numeric, TypeDecorator, Uuid
+from sqlalchemy import BigInteger, DateTime, Numeric, Text, TypeDecorator, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 
 RecordId = Uuid(as_uuid=False)
 """Record ids: native ``uuid`` on PostgreSQL, 32 hex characters on SQLite; strings in Python."""
 
-JsonValue = JSON().with_variant(JSONB(), "postgresql")
+class JsonDocument(TypeDecorator):
+    """A JSON document: ``jsonb`` on PostgreSQL; on SQLite, text (a column declared ``JSON`` would
+    get numeric affinity there and turn a document such as ``12345678901234567890`` into a float)."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value, dialect):
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+    def process_result_value(self, value, dialect):
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.loads(value)
+
+
+JsonValue = JsonDocument()
 
 
 class UtcDateTime(TypeDecorator):
@@ -37,7 +61,11 @@ class UtcDateTime(TypeDecorator):
 
 
 class ExactDecimal(TypeDecorator):
-    """``NUMERIC(p, s)``: exact on PostgreSQL; on SQLite (no decimal type) read back and quantized."""
+    """An exact decimal: ``NUMERIC(p, s)`` on PostgreSQL; on SQLite, which has no decimal type and
+    would round through a double, an integer count of ``10**-scale`` units (so at most 18 digits).
+
+    Comparisons and sorting work on both, since bound values pass through the same conversion.
+    """
 
     impl = Numeric
     cache_ok = True
@@ -49,17 +77,17 @@ class ExactDecimal(TypeDecorator):
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(Numeric(self.impl.precision, self.scale, asdecimal=False))
+            return dialect.type_descriptor(BigInteger())
         return dialect.type_descriptor(self.impl)
 
     def process_bind_param(self, value, dialect):
         if value is None or dialect.name != "sqlite":
             return value
-        return float(value)
+        return int(Decimal(value).scaleb(self.scale).to_integral_value())
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        if not isinstance(value, Decimal):
-            value = Decimal(repr(value))
-        return value.quantize(self._quantum)
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale).quantize(self._quantum)
+        return Decimal(value).quantize(self._quantum)

@@ -5,7 +5,7 @@ Names of constraints follow one convention, so a database error maps to its cons
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
 )
 
 from .sqltypes import JsonValue, RecordId, UtcDateTime
@@ -48,10 +48,10 @@ fields = Table(
     Column("unique", Boolean, nullable=False),
     Column("indexed", Boolean, nullable=False),
     Column("tracked", Boolean, nullable=False),
-    Column("default", JSON, nullable=True),
+    Column("default", JsonValue, nullable=True),
     Column("help_text", Text, nullable=False),
     Column("description", Text, nullable=False),
-    Column("options", JSON, nullable=False),
+    Column("options", JsonValue, nullable=False),
     Column("position", Integer, nullable=False),
 )
 
@@ -64,8 +64,8 @@ meta_changes = Table(
     Column("action", String(31), nullable=False),
     Column("object_api_name", String(63), nullable=False),
     Column("field_api_name", String(63), nullable=True),
-    Column("before", JSON, nullable=True),
-    Column("after", JSON, nullable=True),
+    Column("before", JsonValue, nullable=True),
+    Column("after", JsonValue, nullable=True),
 )
 
 auto_numbers = Table(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Column, ForeignKeyConstraint, Index, Integer, MetaData, String, Table
 
 from .definitions import FieldDef, ObjectDef
-from .names import table_name
+from .names import constraint_name, table_name
 from .sqltypes import RecordId, UtcDateTime
 from .store import NAMING_CONVENTION
 
@@ -29,12 +29,7 @@ def system_columns() -> list[Column]:
 
 
 def system_indexes(table: str) -> list[Index]:
-    return [
-        Index(f"ix_{table}_owner_id", "owner_id"),
-        Index(f"ix_{table}_org_unit_id", "org_unit_id"),
-        Index(f"ix_{table}_created_at", "created_at"),
-        Index(f"ix_{table}_deleted_at", "deleted_at"),
-    ]
+    return [Index(constraint_name("ix", table, column), column) for column in ("owner_id", "org_unit_id", "created_at", "deleted_at")]
 
 
 def index_for(table: str, field: FieldDef) -> Index | None:
@@ -43,7 +38,7 @@ def index_for(table: str, field: FieldDef) -> Index | None:
         return None
     columns = field.field_type.column_names(field)
     prefix = "uq" if field.is_unique else "ix"
-    return Index(f"{prefix}_{table}_{field.api_name}", *columns, unique=field.is_unique)
+    return Index(constraint_name(prefix, table, field.api_name), *columns, unique=field.is_unique)
 
 
 def foreign_key_for(table: str, field: FieldDef) -> ForeignKeyConstraint | None:
@@ -51,7 +46,7 @@ def foreign_key_for(table: str, field: FieldDef) -> ForeignKeyConstraint | None:
         return None
     return ForeignKeyConstraint(
         [field.api_name], [f"{table_name(field.target)}.id"],
-        name=f"fk_{table}_{field.api_name}", ondelete=field.field_type.on_delete_sql(field),
+        name=constraint_name("fk", table, field.api_name), ondelete=field.field_type.on_delete_sql(field),
     )
 
 
@@ -67,14 +62,18 @@ def query_table(obj: ObjectDef, metadata: MetaData) -> Table:
     return Table(obj.table_name, metadata, *columns)
 
 
-def ddl_elements(obj: ObjectDef) -> tuple[list, list[Index]]:
-    """Columns and constraints for ``CREATE TABLE``, and the indexes to create after it."""
+def ddl_elements(obj: ObjectDef, defer_targets: frozenset[str] = frozenset()) -> tuple[list, list[Index]]:
+    """Columns and constraints for ``CREATE TABLE``, and the indexes to create after it.
+
+    Foreign keys to objects in ``defer_targets`` (tables created in the same change) are left out,
+    to be added once every table exists.
+    """
     table = obj.table_name
     elements: list = system_columns()
     indexes = system_indexes(table)
     for field in obj.fields:
         elements.extend(field_columns(field))
-        if (fk := foreign_key_for(table, field)) is not None:
+        if (fk := foreign_key_for(table, field)) is not None and field.target not in defer_targets:
             elements.append(fk)
         if (ix := index_for(table, field)) is not None:
             indexes.append(ix)

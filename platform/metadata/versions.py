@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 VERSION_KEY = "lowcode:meta:version"
 VERSION_CHANNEL = "lowcode:meta:changed"
 
+KEY_TTL_SECONDS = 60
+"""The mirrored key expires, so a mirror that missed an announcement is repaired within a minute."""
+
 _RAISE_ONLY = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
 return redis.call('GET', KEYS[1])
 """
 
@@ -44,6 +47,8 @@ class VersionSource(Protocol):
 
     def announce(self, version: int) -> None: ...
 
+    def correct(self, stored_version: int) -> None: ...
+
 
 class DatabaseVersions:
     """Reads the version row on every call: one primary-key lookup."""
@@ -53,6 +58,9 @@ class DatabaseVersions:
 
     def announce(self, version: int) -> None:
         """Nothing to do: other processes read the row."""
+
+    def correct(self, stored_version: int) -> None:
+        """Nothing to correct: the row is the truth."""
 
 
 class RedisVersions:
@@ -73,19 +81,22 @@ class RedisVersions:
         if cached is not None:
             return int(cached)
         version = read_stored_version(conn)
-        self._raise(keys=[self.key], args=[version])
+        self._raise(keys=[self.key], args=[version, KEY_TTL_SECONDS])
         return version
+
+    def correct(self, stored_version: int) -> None:
+        """The database (the truth) is behind the key, e.g. after a restore: follow the database."""
+        try:
+            self.redis.set(self.key, stored_version, ex=KEY_TTL_SECONDS)
+        except Exception as exc:
+            log.warning("metadata version key not corrected (%s)", exc)
 
     def announce(self, version: int) -> None:
         try:
-            self._raise(keys=[self.key], args=[version])
+            self._raise(keys=[self.key], args=[version, KEY_TTL_SECONDS])
             self.redis.publish(self.channel, str(version))
         except Exception as exc:
-            log.warning("metadata version %s not mirrored to Redis (%s); readers fall back on expiry", version, exc)
-            try:
-                self.redis.delete(self.key)
-            except Exception:
-                pass
+            log.warning("metadata version %s not mirrored to Redis (%s); readers catch up when the key expires", version, exc)
 
     def listen(self, on_change: Callable[[int], None]):
         """Call ``on_change(version)`` for each announcement from a background thread.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import Table, and_, not_, or_, select, true
+from sqlalchemy import Table, and_, case, literal, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..metadata.catalog import Catalog
@@ -61,7 +61,7 @@ class FilterCompiler:
                     continue
                 clauses.append(and_(*parts) if key == "and" else or_(*parts))
             elif key == "not":
-                clauses.append(not_(self._node(obj, table, value, at, depth + 1)))
+                clauses.append(_complement(self._node(obj, table, value, at, depth + 1)))
             else:
                 field = obj.field(key)
                 if field is None:
@@ -103,6 +103,9 @@ class FilterCompiler:
         return and_(*clauses) if clauses else true()
 
     def _value(self, field: FieldDef, op: str, value: Any, path: str) -> Any:
+        if any(isinstance(v, str) and "\x00" in v for v in (value if isinstance(value, list) else [value])):
+            self.errors.append(FieldError("INVALID_CHARACTER", path, "may not contain the NUL character"))
+            return _INVALID
         validator = self.catalog.memo(("filter-schema", field.type, id(field), op),
                                       lambda: Draft202012Validator(field.field_type.filter_value_schema(field, op)))
         if op not in ("eq", "ne", "is_null") or value is not None:
@@ -121,6 +124,11 @@ class FilterCompiler:
         except ValueProblem as problem:
             self.errors.append(FieldError(problem.code, path, problem.message))
             return _INVALID
+
+
+def _complement(clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Every row the clause does not keep, including rows where it is unknown (null columns)."""
+    return case((clause, literal(1)), else_=literal(0)) == 0
 
 
 _INVALID = object()

@@ -11,10 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from sqlalchemy import and_, false, or_
 
 from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.errors import FieldError, ValidationFailed
+from ..metadata.fieldtypes import ValueProblem
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,24 @@ def order_clauses(table, keys: list[SortKey]) -> list:
     return [table.c[k.column_name].desc().nulls_first() if k.descending else table.c[k.column_name].asc().nulls_last() for k in keys]
 
 
+def _beyond(column, value, descending: bool):
+    """``column`` strictly past ``value``; booleans order false before true."""
+    if isinstance(value, bool):
+        if value is descending:
+            return column == (not value)
+        return false()
+    return column < value if descending else column > value
+
+
 def after_clause(table, keys: list[SortKey], values: list[Any]):
     """Rows strictly after ``values`` in the order of ``keys``."""
     clause = false()
     for key, value in reversed(list(zip(keys, values))):
         column = table.c[key.column_name]
         if key.descending:
-            clause = or_(column.is_not(None), and_(column.is_(None), clause)) if value is None else or_(column < value, and_(column == value, clause))
+            clause = or_(column.is_not(None), and_(column.is_(None), clause)) if value is None else or_(_beyond(column, value, True), and_(column == value, clause))
         else:
-            clause = and_(column.is_(None), clause) if value is None else or_(column > value, column.is_(None), and_(column == value, clause))
+            clause = and_(column.is_(None), clause) if value is None else or_(_beyond(column, value, False), column.is_(None), and_(column == value, clause))
     return clause
 
 
@@ -87,8 +98,11 @@ def decode_cursor(keys: list[SortKey], cursor: str) -> list[Any]:
         if value is None:
             decoded.append(None)
             continue
+        field_type = key.field.field_type
+        if not Draft202012Validator(field_type.filter_value_schema(key.field, "eq")).is_valid(value):
+            raise bad
         try:
-            decoded.append(key.field.field_type.coercer(key.field)(value))
-        except Exception:
+            decoded.append(field_type.coercer(key.field)(value))
+        except ValueProblem:
             raise bad from None
     return decoded

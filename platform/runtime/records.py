@@ -8,6 +8,7 @@ problem of every row is reported at once.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, true, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..metadata.actors import Actor
 from ..metadata.catalog import Catalog, CatalogCache
@@ -25,6 +26,7 @@ from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.errors import Conflict, FieldError, InUse, NotFound, ValidationFailed
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.lookup import normalize_id
+from ..metadata.names import constraint_name
 from .access import AccessPolicy, OpenAccess
 from .filters import FilterCompiler
 from .history import tracked_changes, write_history
@@ -51,13 +53,24 @@ class Page:
         return self.cursors[-1] if self.cursors else None
 
 
+_id_lock = threading.Lock()
+_id_clock = [0, 0]
+"""The last millisecond used and the counter within it (UUIDv7 "method 1")."""
+
+
 def new_record_id() -> str:
-    """A time-ordered UUID (version 7 layout): ids of new records sort after older ones."""
-    millis = time.time_ns() // 1_000_000
-    raw = bytearray(millis.to_bytes(6, "big") + os.urandom(10))
-    raw[6] = (raw[6] & 0x0F) | 0x70
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return str(uuid.UUID(bytes=bytes(raw)))
+    """A time-ordered UUIDv7: ids made later by this process sort after earlier ones, even within
+    one millisecond (a 12-bit counter follows the timestamp)."""
+    with _id_lock:
+        millis = max(time.time_ns() // 1_000_000, _id_clock[0])
+        counter = _id_clock[1] + 1 if millis == _id_clock[0] else 0
+        if counter > 0xFFF:
+            millis, counter = millis + 1, 0
+        _id_clock[0], _id_clock[1] = millis, counter
+    tail = bytearray(os.urandom(8))
+    tail[0] = (tail[0] & 0x3F) | 0x80
+    raw = millis.to_bytes(6, "big") + (0x7000 | counter).to_bytes(2, "big") + bytes(tail)
+    return str(uuid.UUID(bytes=raw))
 
 
 def _now() -> datetime:
@@ -69,15 +82,18 @@ def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
         yield values[start:start + size]
 
 
+_RETRYABLE = {"40P01", "40001", "55P03"}
+"""Deadlock, serialization failure, lock timeout: the write lost a race and may be retried."""
+
+
 def _constraint_error(obj: ObjectDef, exc: IntegrityError) -> ValidationFailed:
-    """A constraint a concurrent writer won, named by convention (``uq_<table>_<field>``)."""
+    """A constraint a concurrent writer won, found by its conventional name (never by message text)."""
     name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or ""
-    for prefix, code, message in (
-        (f"uq_{obj.table_name}_", "DUPLICATE_VALUE", "was just taken by another record; it must be unique"),
-        (f"fk_{obj.table_name}_", "INVALID_REFERENCE", "refers to a record that no longer exists"),
-    ):
-        if name.startswith(prefix):
-            return ValidationFailed.of([FieldError(code, name[len(prefix):], message)])
+    for field in obj.fields:
+        if name == constraint_name("uq", obj.table_name, field.api_name):
+            return ValidationFailed.of([FieldError("DUPLICATE_VALUE", field.api_name, "was just taken by another record; it must be unique")])
+        if name == constraint_name("fk", obj.table_name, field.api_name):
+            return ValidationFailed.of([FieldError("INVALID_REFERENCE", field.api_name, "refers to a record that no longer exists")])
     return ValidationFailed.of([FieldError("CONSTRAINT_VIOLATED", None, "a concurrent change conflicts with this write; retry it")])
 
 
@@ -95,8 +111,13 @@ class RecordService:
 
     @contextmanager
     def _writing(self) -> Iterator[tuple[Connection, Catalog]]:
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            yield conn, self.catalogs.current(conn)
+        try:
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                yield conn, self.catalogs.current(conn)
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE or "locked" in str(exc.orig):
+                raise Conflict("Another transaction held the same records; nothing was written, retry the request.") from None
+            raise
 
     def _validator(self, catalog: Catalog, obj: ObjectDef) -> RecordValidator:
         return catalog.memo(("validator", obj.api_name), lambda: RecordValidator(obj))
@@ -206,6 +227,7 @@ class RecordService:
         results = []
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "update")
+            self._lock_in_order(conn, table, [c.get("id") for c in changes if isinstance(c, dict)])
             for i, change in enumerate(changes):
                 if not isinstance(change, dict) or "id" not in change or not isinstance(change.get("values"), dict):
                     errors.append(FieldError("INVALID_TYPE", str(i), "must be {id, values, expected_version?}"))
@@ -326,6 +348,18 @@ class RecordService:
             raise Conflict("The record was changed by someone else meanwhile; reload it and try again.", field="expected_version")
         write_history(conn, obj, actor, now, [(current["id"], f, "updated", old, new) for f, old, new in tracked_changes(obj, current, changed)])
         return after
+
+    @staticmethod
+    def _lock_in_order(conn, table, record_ids) -> None:
+        """Lock a batch's rows in id order first, so two batches over the same rows queue, never deadlock."""
+        ids = set()
+        for record_id in record_ids:
+            try:
+                ids.add(normalize_id(record_id))
+            except ValueProblem:
+                continue
+        for chunk in _chunks(sorted(ids)):
+            conn.execute(select(table.c.id).where(table.c.id.in_(chunk)).order_by(table.c.id).with_for_update()).all()
 
     def _locked(self, conn, obj, table, actor, record_id, action, *, deleted: bool | None) -> dict[str, Any]:
         """The current record, row-locked until commit; missing and invisible look the same."""

@@ -10,6 +10,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from .schema_check import compile_check
+
 from ..metadata.definitions import FieldDef, ObjectDef, thaw
 from ..metadata.errors import FieldError
 from ..metadata.fieldtypes import ValueProblem
@@ -58,6 +60,8 @@ class RecordValidator:
         self.update_schema = record_schema(obj, creating=False)
         self._create = Draft202012Validator(self.create_schema)
         self._update = Draft202012Validator(self.update_schema)
+        self._create_fast = compile_check(self.create_schema)
+        self._update_fast = compile_check(self.update_schema)
         self._coercers = {f.api_name: f.field_type.coercer(f) for f in obj.fields if f.writable}
         self._coercers["owner_id"] = obj.field("owner_id").field_type.coercer(obj.field("owner_id"))
         self._defaults = {f.api_name: thaw(f.default) for f in obj.fields if f.writable and f.default is not None}
@@ -75,8 +79,9 @@ class RecordValidator:
         if creating and self._defaults:
             values = {**self._defaults, **values}
         validator = self._create if creating else self._update
+        fast = self._create_fast if creating else self._update_fast
         bad_fields: set[str] = set()
-        for error in validator.iter_errors(values):
+        for error in () if fast is not None and fast(values) else validator.iter_errors(values):
             for field_error in self._describe(error, values):
                 errors.append(field_error)
                 if field_error.field:
@@ -88,10 +93,14 @@ class RecordValidator:
             if value is None:
                 coerced[name] = None
                 continue
+            if isinstance(value, str) and "\x00" in value:
+                errors.append(FieldError("INVALID_CHARACTER", name, "may not contain the NUL character"))
+                continue
             try:
                 coerced[name] = self._coercers[name](value)
             except ValueProblem as problem:
-                errors.append(FieldError(problem.code, name, problem.message, problem.ctx))
+                path = f"{name}.{problem.path}" if problem.path else name
+                errors.append(FieldError(problem.code, path, problem.message, problem.ctx))
         return coerced, errors
 
     def _describe(self, error, values: dict[str, Any]) -> list[FieldError]:

@@ -27,9 +27,9 @@ LIST_OPERATORS = frozenset({"in", "not_in"})
 class ValueProblem(Exception):
     """Raised by a coercer: the value passed the JSON Schema but is still not acceptable."""
 
-    def __init__(self, code: str, message: str, **ctx: Any):
+    def __init__(self, code: str, message: str, *, path: str = "", **ctx: Any):
         super().__init__(message)
-        self.code, self.message, self.ctx = code, message, ctx
+        self.code, self.message, self.path, self.ctx = code, message, path, ctx
 
 
 class NoOptions(Schema):
@@ -98,6 +98,10 @@ class FieldType(ABC):
         """Why changing ``old`` into ``new`` (this type) would lose data, or ``None`` if safe."""
         if old.type != new.type and old.type not in self.safe_changes_from:
             return f"a {old.type} field cannot become a {new.type} field without losing data; add a new field and copy the values instead"
+        return None
+
+    def stored_value_change(self, old: "FieldDef", new: "FieldDef", column, dialect_name: str):
+        """An SQL expression converting stored values of ``old`` into ``new``, or ``None``."""
         return None
 
     def needs_column_change(self, old: "FieldDef", new: "FieldDef") -> bool:

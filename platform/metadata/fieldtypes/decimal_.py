@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from decimal import Decimal as PyDecimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -10,13 +11,18 @@ from .base import ORDERED, FieldType, ValueProblem
 DECIMAL_STRING = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 
 
+def _decimal_text(value: str) -> None:
+    if not re.match(DECIMAL_STRING, value):
+        raise ValidationError("must be a number written as text, such as \"100.50\"")
+
+
 def decimal_options(precision: int, scale: int) -> type[Schema]:
     class DecimalOptions(Schema):
         __qualname__ = f"DecimalOptions{precision}_{scale}"
-        precision_ = fields.Integer(data_key="precision", attribute="precision", load_default=precision, validate=validate.Range(1, 38))
+        precision_ = fields.Integer(data_key="precision", attribute="precision", load_default=precision, validate=validate.Range(1, 18))
         scale_ = fields.Integer(data_key="scale", attribute="scale", load_default=scale, validate=validate.Range(0, 18))
-        min = fields.Decimal(load_default=None, allow_none=True, as_string=True)
-        max = fields.Decimal(load_default=None, allow_none=True, as_string=True)
+        min = fields.String(load_default=None, allow_none=True, validate=_decimal_text)
+        max = fields.String(load_default=None, allow_none=True, validate=_decimal_text)
 
         @validates_schema
         def _consistent(self, data, **kwargs):
@@ -74,6 +80,14 @@ class Decimal(FieldType):
             return number.quantize(quantum)
 
         return coerce
+
+    def stored_value_change(self, old, new, column, dialect_name):
+        """On SQLite decimals are stored as integer units of the scale: rescale them."""
+        if dialect_name != "sqlite":
+            return None
+        old_scale = old.options.get("scale", 0) if old.type != "integer" else 0
+        shift = new.options["scale"] - old_scale
+        return column * (10 ** shift) if shift else None
 
     def dump(self, field, value):
         return None if value is None else str(value)

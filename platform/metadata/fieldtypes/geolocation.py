@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import math
+
 from sqlalchemy import Column, Float, and_, or_
 
-from .base import FieldType
+from .base import FieldType, ValueProblem
 
 
 class Geolocation(FieldType):
@@ -34,7 +36,14 @@ class Geolocation(FieldType):
         }
 
     def coercer(self, field):
-        return lambda value: {"latitude": float(value["latitude"]), "longitude": float(value["longitude"])}
+        def coerce(value):
+            point = {"latitude": float(value["latitude"]), "longitude": float(value["longitude"])}
+            for key, limit in (("latitude", 90), ("longitude", 180)):
+                if not math.isfinite(point[key]):
+                    raise ValueProblem("OUT_OF_RANGE", f"must be a number from -{limit} to {limit}", path=key)
+            return point
+
+        return coerce
 
     def to_row(self, field, value):
         if value is None:

@@ -30,6 +30,9 @@ class Integer(FieldType):
     def sql_type(self, field):
         return IntegerColumn()
 
+    def coercer(self, field):
+        return int
+
     def json_schema(self, field):
         low, high = field.options.get("min"), field.options.get("max")
         return {

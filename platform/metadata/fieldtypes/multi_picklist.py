@@ -9,7 +9,8 @@ SEPARATOR = ";"
 
 
 class MultiPicklist(FieldType):
-    """Several values from a list, stored as ``;a;b;`` so one ``LIKE`` finds a value on any database.
+    """Several values from a list, stored as ``;a;b;`` so one ``LIKE`` finds a value on any database;
+    an empty list is stored (and read back) as null.
 
     ``contains`` keeps records holding the value, ``eq`` records holding exactly that set.
     """
@@ -36,6 +37,8 @@ class MultiPicklist(FieldType):
         rank = {v["api_name"]: i for i, v in enumerate(ordered_values(field.options))}
 
         def coerce(values):
+            if not values:
+                return None
             if any(SEPARATOR in v for v in values):
                 raise ValueProblem("INVALID_CHOICE", f"values may not contain '{SEPARATOR}'")
             return sorted(values, key=lambda v: (rank.get(v, len(rank)), v))
