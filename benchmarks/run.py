@@ -33,6 +33,7 @@ from lowcode.metadata.catalog import load_catalog
 from lowcode.metadata.database import database_engine
 from lowcode.runtime import Runtime
 from lowcode.runtime.records import new_record_id
+from lowcode.runtime.schema_check import compile_check
 from lowcode.runtime.validation import RecordValidator
 
 STATUSES = ["new", "open", "waiting", "done", "cancelled"]
@@ -151,6 +152,11 @@ def bench_bulk_insert(rt, backend, report, args):
     for values in inputs:
         validator.check(values, creating=True)
     check_s = perf_counter() - t
+    fast = compile_check(validator.create_schema)
+    t = perf_counter()
+    for values in inputs:
+        fast(values)
+    fast_s = perf_counter() - t
     schema = Draft202012Validator(validator.create_schema)
     t = perf_counter()
     for values in inputs:
@@ -158,7 +164,8 @@ def bench_bulk_insert(rt, backend, report, args):
             pass
     schema_s = perf_counter() - t
     report.add(name, backend, "phase: RecordValidator.check", check_s, "s", f"{check_s / service_s:.0%} of service time")
-    report.add(name, backend, "phase:   of which JSON Schema", schema_s, "s", f"{schema_s / service_s:.0%} of service time")
+    report.add(name, backend, "phase:   of which compiled schema check", fast_s, "s", f"{fast_s / service_s:.0%} of service time")
+    report.add(name, backend, "for scale: jsonschema iter_errors alone", schema_s, "s", "what the check would cost per row through jsonschema")
     rest = service_s - check_s - raw_s
     report.add(name, backend, "phase: rest (ids, rows, commit)", rest, "s", f"≈{rest / service_s:.0%} (service - check - raw)")
     if args.profile:
