@@ -373,7 +373,11 @@ class RecordService:
         return self._record(obj, row, list(obj.fields_by_name))
 
     def _database_problems(self, conn, catalog, obj, actor, records, own_ids, indexed) -> list[FieldError]:
-        """Unique values and lookup targets, checked with one query per field for the whole batch."""
+        """Unique values and lookup targets, checked with one query per field for the whole batch.
+
+        Targets are share-locked until commit, so a concurrent delete of a target waits and then
+        sees the new reference (and a restricting lookup refuses it).
+        """
         problems: list[FieldError] = []
         table = catalog.table(obj.api_name)
 
@@ -412,7 +416,7 @@ class RecordService:
             for chunk in _chunks(list(wanted)):
                 found.update(conn.execute(select(target_table.c.id).where(
                     target_table.c.id.in_(chunk), target_table.c.deleted_at.is_(None),
-                    self._scope(actor, target, target_table, "read"))).scalars())
+                    self._scope(actor, target, target_table, "read")).with_for_update(read=True)).scalars())
             for missing in set(wanted) - found:
                 for i in wanted[missing]:
                     add(i, FieldError("INVALID_REFERENCE", field.api_name, f"no {target.label} record with id {missing} exists", {"target": target.api_name}))
