@@ -11,7 +11,9 @@ from __future__ import annotations
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Connection
-from sqlalchemy import column as sa_column, table as sa_table, update as sa_update
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
+from sqlalchemy import update as sa_update
 
 from .definitions import FieldDef, ObjectDef
 from .names import table_name

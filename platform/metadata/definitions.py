@@ -1,7 +1,8 @@
 """Immutable definitions of objects and fields, as held by a Catalog."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Mapping

@@ -6,7 +6,8 @@ Transports map these in one place; nothing below them formats errors for a clien
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, ClassVar
 
 

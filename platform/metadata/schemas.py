@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from .definitions import FieldDef, freeze
 from .errors import FieldError
 from .fieldtypes import ValueProblem, registry
 from .names import name_problem
@@ -59,10 +61,6 @@ class FieldSchema(Schema):
 
 
 def _default_problem(field_type, data) -> str | None:
-    from jsonschema import Draft202012Validator
-
-    from .definitions import FieldDef, freeze
-
     probe = FieldDef(data["api_name"], data.get("label", ""), data["type"], options=freeze(data["options"]))
     errors = sorted(Draft202012Validator(field_type.json_schema(probe)).iter_errors(data["default"]), key=str)
     if errors:

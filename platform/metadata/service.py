@@ -11,7 +11,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
 from . import store
@@ -20,8 +31,15 @@ from .catalog import Catalog, CatalogCache
 from .database import WRITE, is_sqlite
 from .ddl import SchemaEditor
 from .definitions import FieldDef, ObjectDef, freeze, thaw
+from .errors import (
+    FieldError,
+    InUse,
+    InvalidDefinition,
+    NotFound,
+    SchemaChangeFailed,
+    UnsafeChange,
+)
 from .fieldtypes.auto_number import render
-from .errors import FieldError, InUse, InvalidDefinition, NotFound, SchemaChangeFailed, UnsafeChange
 from .names import SYSTEM_FIELD_NAMES, camel_case, pascal_case
 from .schemas import FieldSchema, ObjectSchema, ObjectUpdateSchema, load
 from .versions import VersionSource, lock_and_bump
@@ -330,8 +348,6 @@ def _insert_field(conn: Connection, object_api_name: str, field: FieldDef) -> No
 
 def _number_existing_records(conn: Connection, obj: ObjectDef, field: FieldDef) -> None:
     """Records that exist when an auto-number field is added get numbers in creation order."""
-    from sqlalchemy import bindparam, column, table
-
     records = table(obj.table_name, column("id"), column("created_at"), column(field.api_name))
     ids = conn.execute(select(records.c.id).order_by(records.c.created_at, records.c.id)).scalars().all()
     if not ids:
@@ -364,8 +380,6 @@ def _has_rows(conn: Connection, obj: ObjectDef) -> bool:
 
 
 def _refuse_duplicates(conn: Connection, obj: ObjectDef, field: FieldDef) -> None:
-    from sqlalchemy import column, table
-
     records = table(obj.table_name, *(column(c) for c in field.field_type.column_names(field)))
     columns = [records.c[c] for c in field.field_type.column_names(field)]
     duplicated = conn.execute(

@@ -5,7 +5,16 @@ Names of constraints follow one convention, so a database error maps to its cons
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
 )
 
 from .sqltypes import JsonValue, RecordId, UtcDateTime

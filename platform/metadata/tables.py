@@ -5,7 +5,15 @@ plain one (columns only), used by queries and cached per Catalog version.
 """
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKeyConstraint, Index, Integer, MetaData, String, Table
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
 
 from .definitions import FieldDef, ObjectDef
 from .names import constraint_name, table_name

@@ -16,9 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, true, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    delete,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from ..metadata import store
 from ..metadata.actors import Actor
 from ..metadata.catalog import Catalog, CatalogCache
 from ..metadata.database import WRITE
@@ -31,7 +42,13 @@ from .access import AccessPolicy, OpenAccess
 from .filters import FilterCompiler
 from .history import tracked_changes, write_history
 from .numbering import assign_numbers
-from .paging import after_clause, decode_cursor, encode_cursor, order_clauses, parse_order
+from .paging import (
+    after_clause,
+    decode_cursor,
+    encode_cursor,
+    order_clauses,
+    parse_order,
+)
 from .validation import RecordValidator
 
 MAX_PAGE_SIZE = 1000
@@ -84,6 +101,8 @@ def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
 
 _RETRYABLE = {"40P01", "40001", "55P03"}
 """Deadlock, serialization failure, lock timeout: the write lost a race and may be retried."""
+_SQLITE_BUSY = {5, 6}
+"""SQLITE_BUSY and SQLITE_LOCKED: the writer queue timed out."""
 
 
 def _constraint_error(obj: ObjectDef, exc: IntegrityError) -> ValidationFailed:
@@ -115,7 +134,7 @@ class RecordService:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 yield conn, self.catalogs.current(conn)
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE or "locked" in str(exc.orig):
+            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE or getattr(exc.orig, "sqlite_errorcode", None) in _SQLITE_BUSY:
                 raise Conflict("Another transaction held the same records; nothing was written, retry the request.") from None
             raise
 
@@ -186,8 +205,6 @@ class RecordService:
 
     def history(self, actor: Actor, object_name: str, record_id: str) -> list[dict[str, Any]]:
         """The record's tracked-field changes and life events, oldest first."""
-        from ..metadata import store
-
         with self._reading() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "read")
             visible = conn.execute(select(table.c.id).where(

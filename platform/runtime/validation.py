@@ -10,13 +10,12 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from .schema_check import compile_check
-
 from ..metadata.definitions import FieldDef, ObjectDef, thaw
 from ..metadata.errors import FieldError
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.base import nullable
 from ..metadata.fieldtypes.lookup import UUID_PATTERN
+from .schema_check import compile_check
 
 INPUT_SYSTEM_FIELDS = ("owner_id",)
 """System fields a caller may set; the rest are kept by the platform."""

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal as PyDecimal, InvalidOperation
+from decimal import Decimal as PyDecimal
+from decimal import InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
