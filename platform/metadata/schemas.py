@@ -72,10 +72,6 @@ def _default_problem(field_type, data) -> str | None:
     return None
 
 
-class FieldUpdateSchema(FieldSchema):
-    """What may change on an existing field: everything but the api name."""
-
-
 class ObjectSchema(Schema):
     """An object's header; its fields load one by one with :class:`FieldSchema`, so a bad field
     never hides the problems of the others."""

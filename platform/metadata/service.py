@@ -432,8 +432,5 @@ def _object_problems(catalog: Catalog, obj: ObjectDef, names: dict[str, Any], ne
         seen_camel.setdefault(camel, field.api_name)
         if checking and field.target and field.target not in names:
             problems.append(at(FieldError("UNKNOWN_TARGET", "options.target", f"there is no object named '{field.target}'")))
-        if checking:
-            for option, message in field.field_type.definition_problems(field).items():
-                problems.append(at(FieldError("INVALID", f"options.{option}", message)))
     return problems
 

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 EQUALITY = frozenset({"eq", "ne", "in", "not_in", "is_null"})
 ORDERED = EQUALITY | {"lt", "lte", "gt", "gte"}
 TEXTUAL = ORDERED | {"contains", "starts_with"}
-ALL_OPERATORS = TEXTUAL
 LIST_OPERATORS = frozenset({"in", "not_in"})
 
 
@@ -88,10 +87,6 @@ class FieldType(ABC):
     def dump(self, field: "FieldDef", value: Any) -> Any:
         """A JSON-ready form of a stored value (history, change logs, exports)."""
         return value
-
-    def definition_problems(self, field: "FieldDef") -> dict[str, str]:
-        """Problems with the definition that span options, by option name."""
-        return {}
 
     # -- type changes ----------------------------------------------------------------------
     def change_problem(self, old: "FieldDef", new: "FieldDef") -> str | None:
