@@ -33,7 +33,7 @@ from ..metadata import store
 from ..metadata.actors import Actor
 from ..metadata.catalog import Catalog, CatalogCache
 from ..metadata.database import WRITE
-from ..metadata.definitions import FieldDef, ObjectDef
+from ..metadata.definitions import ObjectDef
 from ..metadata.errors import Conflict, FieldError, InUse, NotFound, ValidationFailed
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.lookup import normalize_id
@@ -268,7 +268,7 @@ class RecordService:
             self._refuse_restricted(conn, catalog, doomed, live_only=True)
             now = _now()
             for target, ids in doomed.items():
-                self._set_deleted(conn, catalog, target, ids, now, actor)
+                self._set_deleted(conn, catalog, target, ids, now, actor, now)
             write_history(conn, obj, actor, now, [(current["id"], None, "deleted", None, None)])
 
     def restore(self, actor: Actor, object_name: str, record_id: str) -> dict[str, Any]:
@@ -419,7 +419,7 @@ class RecordService:
                         if other_id != own_ids[i]:
                             add(i, FieldError("DUPLICATE_VALUE", field.api_name, "is already used by another record; it must be unique"))
         for field in (obj.field("owner_id"), *obj.fields):
-            if not field.target or not field.writable and field.api_name != "owner_id":
+            if not field.target or (not field.writable and field.api_name != "owner_id"):
                 continue
             wanted: dict[str, list[int]] = {}
             for i, record in enumerate(records):
@@ -458,7 +458,8 @@ class RecordService:
                 found = []
                 for chunk in _chunks(parent_ids):
                     found.extend(conn.execute(select(child_table.c.id).where(child_table.c[field.api_name].in_(chunk), state)).scalars())
-                found = [i for i in found if i not in set(reached.get(child.api_name, []))]
+                seen = set(reached.get(child.api_name, ()))
+                found = [i for i in found if i not in seen]
                 if found:
                     reached.setdefault(child.api_name, []).extend(found)
                     frontier.append((child, found))
@@ -485,11 +486,12 @@ class RecordService:
         if blockers:
             raise InUse(f"This record is still referenced by {', '.join(blockers)}; remove those references first.", referrers=blockers)
 
-    def _set_deleted(self, conn, catalog, object_name, ids, deleted_at, actor, now=None) -> None:
+    def _set_deleted(self, conn, catalog, object_name, ids, deleted_at, actor, at) -> None:
+        """Set (or clear, with ``None``) ``deleted_at``, as a change made by ``actor`` at ``at``."""
         table = catalog.table(object_name)
         for chunk in _chunks(ids):
             conn.execute(update(table).where(table.c.id.in_(chunk)).values(
-                deleted_at=deleted_at, version=table.c.version + 1, updated_at=now or deleted_at, updated_by=actor.id))
+                deleted_at=deleted_at, version=table.c.version + 1, updated_at=at, updated_by=actor.id))
 
     # -- shapes -----------------------------------------------------------------------------
     def _selection(self, obj: ObjectDef, fields: list[str] | None) -> list[str]:
@@ -502,12 +504,10 @@ class RecordService:
             raise ValidationFailed.of([FieldError("UNKNOWN_FIELD", "fields", f"'{obj.api_name}' has no field named '{u}'") for u in unknown])
         return list(dict.fromkeys(["id", "version", *fields]))
 
-    def _columns(self, obj: ObjectDef, table: Table, names: list[str]) -> list:
-        return [table.c[c] for name in names for c in self._field(obj, name).field_type.column_names(self._field(obj, name))]
-
     @staticmethod
-    def _field(obj: ObjectDef, name: str) -> FieldDef:
-        return obj.fields_by_name[name]
+    def _columns(obj: ObjectDef, table: Table, names: list[str]) -> list:
+        fields = [obj.fields_by_name[name] for name in names]
+        return [table.c[c] for field in fields for c in field.field_type.column_names(field)]
 
     def _record(self, obj: ObjectDef, row, names: list[str]) -> dict[str, Any]:
         record = {}
