@@ -1,0 +1,88 @@
+"""GraphQL arguments as the record service's inputs, and its error paths back in GraphQL names.
+
+Record inputs and filters arrive with GraphQL names (``closeDate``, ``accountId``, ``notIn``);
+the service speaks api names (``close_date``, ``account``, ``not_in``). Both directions are here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..metadata import graphql_names as names
+from ..metadata.catalog import Catalog
+from ..metadata.definitions import ObjectDef
+from ..metadata.errors import FieldError, LowcodeError
+from ..metadata.names import camel_case
+
+BOOLEAN_KEYS = ("and", "or", "not")
+OPERATOR_NAMES = {"in_": "in"}
+
+
+def filter_spec(types: Any, obj: ObjectDef, value: dict | None) -> dict | None:
+    """A filter input as the service's filter tree."""
+    if not value:
+        return None
+    bindings = types.filter_bindings[names.type_name(obj, "Filter")]
+    parts: list[dict] = []
+    spec: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in ("and", "or"):
+            spec[key] = [filter_spec(types, obj, part) or {} for part in item or []]
+        elif key == "not":
+            if item is not None:
+                spec["not"] = filter_spec(types, obj, item) or {}
+        else:
+            binding = bindings[key]
+            if binding.related is not None:
+                inner = filter_spec(types, binding.related, item) if item is not None else None
+                condition = inner or {}
+            else:
+                condition = {OPERATOR_NAMES.get(op, op): operand for op, operand in (item or {}).items()}
+            if not condition:
+                continue
+            if binding.api_name in spec:
+                parts.append({binding.api_name: condition})
+            else:
+                spec[binding.api_name] = condition
+    if parts:
+        return {"and": [spec, *parts]}
+    return spec or None
+
+
+def record_values(types: Any, obj: ObjectDef, value: dict) -> dict[str, Any]:
+    """A create or update input as the service's values (only the fields given)."""
+    bindings = types.input_bindings[names.type_name(obj)]
+    return {bindings[key]: item for key, item in value.items()}
+
+
+def graphql_path(catalog: Catalog, obj: ObjectDef, path: str | None, prefix: str | None = None) -> str | None:
+    """A service error path (``3.close_date``, ``filter.account.industry.not_in``) in GraphQL names."""
+    segments = path.split(".") if path else []
+    translated: list[str] = []
+    current: ObjectDef | None = obj
+    in_filter = bool(segments) and segments[0] == "filter"
+    for index, segment in enumerate(segments):
+        field = current.field(segment) if current is not None else None
+        if field is None:
+            translated.append(segment if segment.isdigit() else camel_case(segment))
+            continue
+        following = segments[index + 1] if index + 1 < len(segments) else None
+        target = catalog.objects.get(field.target) if field.target else None
+        if in_filter and target is not None and following is not None and target.field(following) is not None:
+            translated.append(names.relation_field(field) or names.value_field(field))
+            current = target
+        else:
+            translated.append(names.value_field(field))
+            current = None
+    if prefix:
+        translated.insert(0, prefix)
+    return ".".join(translated) or None
+
+
+def in_graphql_names(error: LowcodeError, catalog: Catalog, obj: ObjectDef, prefix: str | None = None) -> LowcodeError:
+    """``error`` with its field paths in GraphQL names (under ``prefix``, the argument)."""
+    error.errors = [
+        FieldError(e.code, graphql_path(catalog, obj, e.field, prefix), e.message, e.ctx) for e in error.errors
+    ]
+    if error.field:
+        error.field = graphql_path(catalog, obj, error.field, prefix)
+    return error

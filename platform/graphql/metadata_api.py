@@ -1,0 +1,304 @@
+"""The metadata API: objects and fields for administrators, in the same endpoint as the records.
+
+Written with graphene (the types are fixed); each mutation calls the metadata service, so every
+check, the transaction and the change log are the same as from the CLI. A change's new schema is
+served from the next request on, in this process and every other one.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+
+from ..metadata import graphql_names
+from ..metadata.definitions import FieldDef, ObjectDef, thaw
+from ..metadata.fieldtypes import registry
+from .scalars import JSON, DateTime, Decimal
+
+FieldTypeName = graphene.Enum("FieldTypeName", [(name.upper(), name) for name in registry.names()],
+                              description="The kinds of field an object can have.")
+
+
+class OnDelete(graphene.Enum):
+    """What deleting a lookup's target does to the records pointing at it (master-detail: cascade)."""
+
+    SET_NULL = "set_null"
+    RESTRICT = "restrict"
+
+
+class PicklistValue(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    order = graphene.Int()
+    active = graphene.Boolean(required=True)
+    graphql_name = graphene.String(required=True, description="The enum value clients use.")
+
+    @staticmethod
+    def resolve_graphql_name(value, _info):
+        return graphql_names.enum_value_name(value["api_name"])
+
+    @staticmethod
+    def resolve_active(value, _info):
+        return value.get("active", True)
+
+
+class PicklistValueInput(graphene.InputObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    order = graphene.Int()
+    active = graphene.Boolean()
+
+
+class FieldOptions(graphene.ObjectType):
+    """The settings of a field; each type uses some of them."""
+
+    max_length = graphene.Int()
+    pattern = graphene.String()
+    precision = graphene.Int()
+    scale = graphene.Int()
+    min = Decimal()
+    max = Decimal()
+    values = graphene.List(graphene.NonNull(PicklistValue))
+    restricted = graphene.Boolean()
+    target = graphene.String()
+    on_delete = OnDelete()
+    relationship_name = graphene.String()
+    format = graphene.String()
+    start = graphene.Int()
+
+
+class FieldOptionsInput(graphene.InputObjectType):
+    max_length = graphene.Int()
+    pattern = graphene.String()
+    precision = graphene.Int()
+    scale = graphene.Int()
+    min = Decimal()
+    max = Decimal()
+    values = graphene.List(graphene.NonNull(PicklistValueInput))
+    restricted = graphene.Boolean()
+    target = graphene.String()
+    on_delete = OnDelete()
+    relationship_name = graphene.String()
+    format = graphene.String()
+    start = graphene.Int()
+
+
+class FieldDefinition(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    type = graphene.Field(FieldTypeName, required=True)
+    required = graphene.Boolean(required=True)
+    unique = graphene.Boolean(required=True)
+    indexed = graphene.Boolean(required=True)
+    tracked = graphene.Boolean(required=True)
+    help_text = graphene.String(required=True)
+    description = graphene.String(required=True)
+    default_value = JSON()
+    options = graphene.Field(FieldOptions, required=True)
+    system = graphene.Boolean(required=True, description="Built in; cannot be changed or deleted.")
+    graphql_name = graphene.String(required=True, description="The field holding the value in record types.")
+    relation_name = graphene.String(description="For lookups: the field resolving the related record.")
+
+    @staticmethod
+    def resolve_default_value(field: FieldDef, _info):
+        return thaw(field.default)
+
+    @staticmethod
+    def resolve_options(field: FieldDef, _info):
+        return thaw(field.options)
+
+    @staticmethod
+    def resolve_graphql_name(field: FieldDef, _info):
+        return graphql_names.value_field(field)
+
+    @staticmethod
+    def resolve_relation_name(field: FieldDef, _info):
+        return graphql_names.relation_field(field)
+
+
+class ObjectDefinition(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    plural_api_name = graphene.String(required=True)
+    plural_label = graphene.String(required=True)
+    description = graphene.String(required=True)
+    system = graphene.Boolean(required=True)
+    fields = graphene.List(graphene.NonNull(FieldDefinition), required=True, include_system=graphene.Boolean(default_value=False))
+    graphql_type = graphene.String(required=True, description="The record type's name in this schema.")
+
+    @staticmethod
+    def resolve_fields(obj: ObjectDef, _info, include_system=False):
+        return list(obj.fields_by_name.values()) if include_system else list(obj.fields)
+
+    @staticmethod
+    def resolve_graphql_type(obj: ObjectDef, _info):
+        return graphql_names.type_name(obj)
+
+
+class FieldTypeInfo(graphene.ObjectType):
+    name = graphene.Field(FieldTypeName, required=True)
+    operators = graphene.List(graphene.NonNull(graphene.String), required=True)
+    sortable = graphene.Boolean(required=True)
+    writable = graphene.Boolean(required=True)
+
+
+class MetadataChange(graphene.ObjectType):
+    version = graphene.Int(required=True)
+    actor_id = graphene.ID()
+    at = graphene.Field(DateTime, required=True)
+    action = graphene.String(required=True)
+    object_api_name = graphene.String(required=True)
+    field_api_name = graphene.String()
+    before = JSON()
+    after = JSON()
+
+
+class ObjectInput(graphene.InputObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    plural_api_name = graphene.String()
+    plural_label = graphene.String()
+    description = graphene.String()
+    fields = graphene.List(graphene.NonNull(lambda: FieldInput), description="Fields created with the object.")
+
+
+class ObjectUpdateInput(graphene.InputObjectType):
+    label = graphene.String()
+    plural_label = graphene.String()
+    description = graphene.String()
+
+
+class FieldInput(graphene.InputObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    type = FieldTypeName(required=True)
+    required = graphene.Boolean()
+    unique = graphene.Boolean()
+    indexed = graphene.Boolean()
+    tracked = graphene.Boolean()
+    help_text = graphene.String()
+    description = graphene.String()
+    default_value = JSON()
+    options = FieldOptionsInput()
+
+
+class FieldUpdateInput(graphene.InputObjectType):
+    label = graphene.String()
+    type = FieldTypeName()
+    required = graphene.Boolean()
+    unique = graphene.Boolean()
+    indexed = graphene.Boolean()
+    tracked = graphene.Boolean()
+    help_text = graphene.String()
+    description = graphene.String()
+    default_value = JSON()
+    options = FieldOptionsInput()
+
+
+def _plain(value: Any) -> Any:
+    """Input containers and enum members as plain data."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return getattr(value, "value", value)
+
+
+def field_definition(data: dict[str, Any]) -> dict[str, Any]:
+    """A FieldInput as the metadata service's definition."""
+    definition = _plain(data)
+    if "default_value" in definition:
+        definition["default"] = definition.pop("default_value")
+    options = definition.get("options")
+    if options:
+        if definition.get("type") == "integer":
+            for bound in ("min", "max"):
+                if isinstance(options.get(bound), str) and options[bound].lstrip("-").isdigit():
+                    options[bound] = int(options[bound])
+        if isinstance(options.get("values"), list):
+            options["values"] = [{k: v for k, v in item.items() if v is not None} for item in options["values"]]
+    return definition
+
+
+def _object_definition(data: dict[str, Any]) -> dict[str, Any]:
+    definition = _plain(data)
+    if definition.get("fields") is not None:
+        definition["fields"] = [field_definition(f) for f in data["fields"]]
+    return definition
+
+
+class MetadataQuery(graphene.ObjectType):
+    objects = graphene.List(graphene.NonNull(ObjectDefinition), required=True, include_system=graphene.Boolean(default_value=True))
+    object = graphene.Field(ObjectDefinition, required=True, api_name=graphene.String(required=True))
+    field_types = graphene.List(graphene.NonNull(FieldTypeInfo), required=True)
+    metadata_version = graphene.Int(required=True)
+    metadata_changes = graphene.List(graphene.NonNull(MetadataChange), required=True,
+                                     object=graphene.String(), limit=graphene.Int(default_value=50))
+
+    @staticmethod
+    def resolve_objects(_root, info, include_system=True):
+        objects = sorted(info.context.catalog.objects.values(), key=lambda o: o.api_name)
+        return [o for o in objects if include_system or not o.system]
+
+    @staticmethod
+    def resolve_object(_root, info, api_name):
+        return info.context.catalog.object(api_name)
+
+    @staticmethod
+    def resolve_field_types(_root, _info):
+        return [
+            {"name": name, "operators": sorted(t.operators), "sortable": t.sortable, "writable": t.writable}
+            for name in registry.names() for t in [registry.get(name)]
+        ]
+
+    @staticmethod
+    def resolve_metadata_version(_root, info):
+        return info.context.catalog.version
+
+    @staticmethod
+    def resolve_metadata_changes(_root, info, object=None, limit=50):
+        return info.context.metadata.changes(object, limit=max(1, min(limit, 500)))
+
+
+class MetadataMutation(graphene.ObjectType):
+    create_object = graphene.Field(ObjectDefinition, required=True, input=ObjectInput(required=True))
+    update_object = graphene.Field(ObjectDefinition, required=True, api_name=graphene.String(required=True),
+                                   input=ObjectUpdateInput(required=True))
+    delete_object = graphene.String(required=True, api_name=graphene.String(required=True))
+    create_field = graphene.Field(FieldDefinition, required=True, object=graphene.String(required=True),
+                                  input=FieldInput(required=True))
+    update_field = graphene.Field(FieldDefinition, required=True, object=graphene.String(required=True),
+                                  api_name=graphene.String(required=True), input=FieldUpdateInput(required=True))
+    delete_field = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True))
+
+    @staticmethod
+    def resolve_create_object(_root, info, input):
+        context = info.context
+        return context.metadata.create_object(context.actor, _object_definition(input))
+
+    @staticmethod
+    def resolve_update_object(_root, info, api_name, input):
+        context = info.context
+        return context.metadata.update_object(context.actor, api_name, _plain(input))
+
+    @staticmethod
+    def resolve_delete_object(_root, info, api_name):
+        context = info.context
+        context.metadata.delete_object(context.actor, api_name)
+        return api_name
+
+    @staticmethod
+    def resolve_create_field(_root, info, object, input):
+        context = info.context
+        return context.metadata.create_field(context.actor, object, field_definition(input))
+
+    @staticmethod
+    def resolve_update_field(_root, info, object, api_name, input):
+        context = info.context
+        return context.metadata.update_field(context.actor, object, api_name, field_definition(input))
+
+    @staticmethod
+    def resolve_delete_field(_root, info, object, api_name):
+        context = info.context
+        context.metadata.delete_field(context.actor, object, api_name)
+        return api_name

@@ -1,0 +1,108 @@
+"""From a GraphQL selection to one read plan for the record service.
+
+The root resolver of a record query calls :func:`plan_record` or :func:`plan_connection` with its
+``info``: fragments, directives (``@skip``/``@include``) and variables are resolved the way the
+executor will resolve them, every relation below becomes part of one
+:class:`~lowcode.runtime.reading.Selection`, and the rows the plan may return are counted
+against the request's cost budget before anything runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import GraphQLObjectType, GraphQLResolveInfo, get_named_type
+from graphql.execution.collect_fields import collect_sub_fields
+from graphql.execution.values import get_argument_values
+from graphql.language import FieldNode
+
+from ..metadata.definitions import ObjectDef
+from ..runtime.reading import Children, Selection, Window
+from .errors import QueryRejected
+from .inputs import filter_spec
+
+
+@dataclass
+class Planner:
+    info: GraphQLResolveInfo
+    types: Any
+    """The schema's :class:`~lowcode.graphql.record_types.RecordTypes`."""
+    limits: Any
+
+    def _sub_fields(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> dict[str, list[FieldNode]]:
+        info = self.info
+        return collect_sub_fields(info.schema, info.fragments, info.variable_values, type_, nodes)
+
+    def record(self, obj: ObjectDef, type_: GraphQLObjectType, nodes: list[FieldNode], rows: int) -> tuple[Selection, int]:
+        """What to read of each record, and how many records (``rows`` of these included) it reaches."""
+        selection = Selection()
+        cost = rows
+        bindings = self.types.bindings[type_.name]
+        for key, field_nodes in self._sub_fields(type_, nodes).items():
+            named = {n.name.value for n in field_nodes}
+            if len(named) > 1:
+                if any(bindings.get(n) is None or bindings[n].kind != "value" for n in named):
+                    raise QueryRejected(f"The alias '{key}' names different relations ({', '.join(sorted(named))}) in one list; use distinct aliases.")
+                selection.fields.extend(bindings[n].field.api_name for n in sorted(named) if bindings[n].field.api_name not in selection.fields)
+                continue
+            name = field_nodes[0].name.value
+            binding = bindings.get(name)
+            if binding is None:
+                continue
+            if binding.kind == "value":
+                if binding.field.api_name not in selection.fields:
+                    selection.fields.append(binding.field.api_name)
+            elif binding.kind == "relation":
+                target = self.types.catalog.objects[binding.field.target]
+                sub, sub_cost = self.record(target, get_named_type(type_.fields[name].type), field_nodes, 0)
+                selection.relations[key] = (binding.field.api_name, sub)
+                cost += sub_cost * max(rows, 1) if sub_cost else 0
+            else:
+                field_def = type_.fields[name]
+                args = get_argument_values(field_def, field_nodes[0], self.info.variable_values)
+                window, node_selection, per_parent = self.connection(binding.obj, get_named_type(field_def.type), field_nodes, args)
+                selection.children[key] = Children(binding.obj.api_name, binding.field.api_name, window, node_selection)
+                cost += per_parent * max(rows, 1)
+        return selection, cost
+
+    def connection(self, obj: ObjectDef, connection_type: GraphQLObjectType, nodes: list[FieldNode],
+                   args: dict[str, Any], recycle_bin: bool = False) -> tuple[Window, Selection, int]:
+        """The window (filter, order, page) and what to read of each record of a connection."""
+        first = args.get("first")
+        limits = self.limits
+        if first is None:
+            first = limits.default_page_size
+        if not isinstance(first, int) or not 0 <= first <= limits.max_page_size:
+            raise QueryRejected(f"'first' must be from 0 to {limits.max_page_size}.", field="first", limit=limits.max_page_size)
+        window = Window(
+            filter=filter_spec(self.types, obj, args.get("filter")), order_by=args.get("orderBy"), first=first,
+            after=args.get("after"), deleted=recycle_bin,
+        )
+        record_type = self.types.record_type(obj)
+        node_fields: list[FieldNode] = []
+        for key, field_nodes in self._sub_fields(connection_type, nodes).items():
+            name = field_nodes[0].name.value
+            if name == "totalCount":
+                window.total = True
+            elif name == "nodes":
+                node_fields.extend(field_nodes)
+            elif name == "edges":
+                edge_type = get_named_type(connection_type.fields["edges"].type)
+                for edge_key, edge_nodes in self._sub_fields(edge_type, field_nodes).items():
+                    if edge_nodes[0].name.value == "node":
+                        node_fields.extend(edge_nodes)
+        if not node_fields:
+            return window, Selection(), first
+        selection, cost = self.record(obj, record_type, node_fields, first)
+        return window, selection, cost
+
+
+def check_cost(context: Any, cost: int) -> None:
+    """Charge ``cost`` records to the request; refuse the query when it would pass the budget."""
+    context.cost += cost
+    limit = context.limits.max_cost
+    if context.cost > limit:
+        raise QueryRejected(
+            f"The query could return up to {context.cost} records, more than the limit of {limit}; ask for smaller pages or fewer nested lists.",
+            cost=context.cost, limit=limit,
+        )

@@ -1,0 +1,404 @@
+"""The GraphQL types of every object in a Catalog, built with graphql-core directly.
+
+graphene's class layer costs milliseconds per generated type; these types change with metadata
+and are rebuilt per Catalog version, so they are plain graphql-core objects (graphene is built on
+it). Every name comes from :mod:`lowcode.metadata.graphql_names`, which the metadata service
+checks for collisions when metadata is saved. Each generated field keeps a :class:`Binding` to the
+metadata it serves, which the planner reads to turn a selection into one plan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from graphql import (
+    GraphQLArgument,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLEnumValue,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLString,
+)
+
+from ..metadata import graphql_names as names
+from ..metadata.catalog import Catalog
+from ..metadata.definitions import FieldDef, ObjectDef
+from ..metadata.fieldtypes.picklist import ordered_values
+
+NUMERIC_TYPES = frozenset({"integer", "decimal", "currency", "percent"})
+PERIOD_TYPES = frozenset({"date", "datetime"})
+NOT_GROUPABLE = frozenset({"textarea"})
+NON_NULL_SYSTEM = frozenset({"id", "version", "created_at", "updated_at"})
+
+FILTER_BY_TYPE = {
+    "text": "StringFilter", "email": "StringFilter", "phone": "StringFilter", "url": "StringFilter",
+    "auto_number": "StringFilter", "textarea": "LongTextFilter", "integer": "IntFilter", "decimal": "DecimalFilter",
+    "currency": "DecimalFilter", "percent": "DecimalFilter", "date": "DateFilter", "datetime": "DateTimeFilter",
+    "boolean": "BooleanFilter", "lookup": "IDFilter", "master_detail": "IDFilter", "json": "NullFilter",
+    "geolocation": "NullFilter",
+}
+"""The shared filter input of each field type; picklists get their own (typed by their values)."""
+
+SCALARS = {"String": GraphQLString, "Int": GraphQLInt, "Boolean": GraphQLBoolean, "ID": GraphQLID}
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a field of a generated record type serves."""
+
+    kind: str
+    """``value`` (a stored value), ``relation`` (the record a lookup points at) or ``children``."""
+    field: FieldDef
+    """The field itself; for ``children``, the child's field pointing at this object."""
+    obj: ObjectDef
+    """The object owning ``field`` (for ``children``: the child object)."""
+
+
+@dataclass(frozen=True)
+class FilterBinding:
+    api_name: str
+    related: ObjectDef | None = None
+    """For a lookup's relation entry: the target object, filtered with its own filter."""
+
+
+def read_value(api_name: str) -> Callable[[Any, Any], Any]:
+    def resolve(record, _info):
+        return record.get(api_name)
+
+    return resolve
+
+
+def read_response_key(record, info):
+    """Relations and related lists are stored under the response key (aliases included)."""
+    return record.get(info.path.key)
+
+
+class RecordTypes:
+    """Types, inputs and bindings for every object of one Catalog."""
+
+    def __init__(self, catalog: Catalog, shared: dict[str, GraphQLNamedType], resolvers: Any):
+        self.catalog = catalog
+        self.shared = shared
+        self.resolvers = resolvers
+        self.bindings: dict[str, dict[str, Binding]] = {}
+        self.filter_bindings: dict[str, dict[str, FilterBinding]] = {}
+        self.input_bindings: dict[str, dict[str, str]] = {}
+        self.objects_by_type: dict[str, ObjectDef] = {}
+        self._types: dict[str, Any] = {}
+        self._enums: dict[tuple[str, str], GraphQLEnumType] = {}
+        for obj in catalog.objects.values():
+            self.objects_by_type[names.type_name(obj)] = obj
+
+    # -- named types, built once each ------------------------------------------------------
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        found = self._types.get(name)
+        if found is None:
+            found = self._types[name] = build()
+        return found
+
+    def record_type(self, obj: ObjectDef) -> GraphQLObjectType:
+        name = names.type_name(obj)
+        return self._once(name, lambda: GraphQLObjectType(name, lambda: self._record_fields(obj), description=obj.description or obj.label))
+
+    def connection_type(self, obj: ObjectDef) -> GraphQLObjectType:
+        name = names.type_name(obj, "Connection")
+        edge = names.type_name(obj, "Edge")
+
+        def build():
+            record = GraphQLNonNull(self.record_type(obj))
+            edge_type = GraphQLObjectType(edge, {
+                "cursor": GraphQLField(GraphQLNonNull(GraphQLString), resolve=_edge_cursor),
+                "node": GraphQLField(record, resolve=_edge_node),
+            })
+            return GraphQLObjectType(name, {
+                "edges": GraphQLField(GraphQLNonNull(GraphQLList(GraphQLNonNull(edge_type))), resolve=_edges),
+                "nodes": GraphQLField(GraphQLNonNull(GraphQLList(record)), resolve=_nodes),
+                "pageInfo": GraphQLField(GraphQLNonNull(self.shared["PageInfo"]), resolve=_page_info),
+                "totalCount": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=_total_count,
+                                           description="Counted only when asked for."),
+            })
+
+        return self._once(name, build)
+
+    def enum_type(self, obj: ObjectDef, field: FieldDef) -> GraphQLEnumType:
+        key = (obj.api_name, field.api_name)
+        if key not in self._enums:
+            self._enums[key] = GraphQLEnumType(names.enum_type_name(obj, field), {
+                names.enum_value_name(v["api_name"]): GraphQLEnumValue(
+                    v["api_name"], description=v["label"],
+                    deprecation_reason=None if v.get("active", True) else "Inactive: kept on old records, not accepted in new values.")
+                for v in ordered_values(field.options)
+            })
+        return self._enums[key]
+
+    def filter_type(self, obj: ObjectDef) -> GraphQLInputObjectType:
+        name = names.type_name(obj, "Filter")
+        return self._once(name, lambda: GraphQLInputObjectType(name, lambda: self._filter_fields(obj),
+                                                                description=f"Conditions on {obj.plural_label}; fields combine with AND."))
+
+    def order_type(self, obj: ObjectDef) -> GraphQLEnumType:
+        name = names.type_name(obj, "OrderBy")
+
+        def build():
+            values = {}
+            for field in obj.fields_by_name.values():
+                if field.field_type.sortable:
+                    values[names.order_value(field, False)] = GraphQLEnumValue(field.api_name)
+                    values[names.order_value(field, True)] = GraphQLEnumValue("-" + field.api_name)
+            return GraphQLEnumType(name, values)
+
+        return self._once(name, build)
+
+    def input_type(self, obj: ObjectDef, creating: bool) -> GraphQLInputObjectType:
+        name = names.type_name(obj, "CreateInput" if creating else "UpdateInput")
+        return self._once(name, lambda: GraphQLInputObjectType(name, lambda: self._input_fields(obj)))
+
+    def update_item_type(self, obj: ObjectDef) -> GraphQLInputObjectType:
+        name = names.type_name(obj, "UpdateItem")
+        return self._once(name, lambda: GraphQLInputObjectType(name, {
+            "id": GraphQLInputField(GraphQLNonNull(GraphQLID)),
+            "input": GraphQLInputField(GraphQLNonNull(self.input_type(obj, False))),
+            "expectedVersion": GraphQLInputField(GraphQLInt, description="Refuse (CONFLICT) if the record moved past this version."),
+        }))
+
+    # -- fields ----------------------------------------------------------------------------
+    def value_type(self, obj: ObjectDef, field: FieldDef, *, as_input: bool = False):
+        scalar = field.field_type.graphql_scalar
+        if scalar == "Enum":
+            item = self.enum_type(obj, field) if names.is_enum(field) else GraphQLString
+            return GraphQLList(GraphQLNonNull(item)) if field.type == "multi_picklist" else item
+        if scalar == "Geolocation":
+            return self.shared["GeolocationInput" if as_input else "Geolocation"]
+        return SCALARS.get(scalar) or self.shared[scalar]
+
+    def _record_fields(self, obj: ObjectDef) -> dict[str, GraphQLField]:
+        type_name = names.type_name(obj)
+        bindings = self.bindings.setdefault(type_name, {})
+        fields: dict[str, GraphQLField] = {}
+        for field in obj.fields_by_name.values():
+            name = names.value_field(field)
+            output = self.value_type(obj, field)
+            if field.system and field.api_name in NON_NULL_SYSTEM:
+                output = GraphQLNonNull(output)
+            fields[name] = GraphQLField(output, resolve=read_value(field.api_name), description=field.help_text or field.label)
+            bindings[name] = Binding("value", field, obj)
+            relation = names.relation_field(field)
+            if relation and field.target in self.catalog.objects:
+                target = self.catalog.objects[field.target]
+                fields[relation] = GraphQLField(self.record_type(target), resolve=read_response_key, description=field.label)
+                bindings[relation] = Binding("relation", field, obj)
+        for child, link in self.catalog.referrers(obj.api_name):
+            name = names.children_name(child, link)
+            if name:
+                fields[name] = GraphQLField(GraphQLNonNull(self.connection_type(child)), self.list_arguments(child),
+                                            resolve=self.resolvers.children, description=f"{child.plural_label} of this {obj.label}")
+                bindings[name] = Binding("children", link, child)
+        return fields
+
+    def list_arguments(self, obj: ObjectDef) -> dict[str, GraphQLArgument]:
+        return {
+            "filter": GraphQLArgument(self.filter_type(obj)),
+            "orderBy": GraphQLArgument(GraphQLList(GraphQLNonNull(self.order_type(obj)))),
+            "first": GraphQLArgument(GraphQLInt, description="Page size."),
+            "after": GraphQLArgument(GraphQLString, description="The endCursor of the previous page."),
+        }
+
+    def _filter_fields(self, obj: ObjectDef) -> dict[str, GraphQLInputField]:
+        own = self.filter_type(obj)
+        fields = {
+            "and": GraphQLInputField(GraphQLList(GraphQLNonNull(own)), description="Every one of these holds."),
+            "or": GraphQLInputField(GraphQLList(GraphQLNonNull(own)), description="At least one of these holds."),
+            "not": GraphQLInputField(own, description="This does not hold (nulls included)."),
+        }
+        bindings = self.filter_bindings.setdefault(names.type_name(obj, "Filter"), {})
+        for field in obj.fields_by_name.values():
+            kind = self._value_filter(obj, field)
+            if kind is not None:
+                fields[names.value_field(field)] = GraphQLInputField(kind)
+                bindings[names.value_field(field)] = FilterBinding(field.api_name)
+            relation = names.relation_field(field)
+            if relation and field.target in self.catalog.objects:
+                target = self.catalog.objects[field.target]
+                fields[relation] = GraphQLInputField(self.filter_type(target), description=f"Conditions on the {field.label}.")
+                bindings[relation] = FilterBinding(field.api_name, target)
+        return fields
+
+    def _value_filter(self, obj: ObjectDef, field: FieldDef):
+        if field.type in ("picklist", "multi_picklist"):
+            return self._choice_filter(obj, field)
+        name = FILTER_BY_TYPE.get(field.type)
+        return self.shared[name] if name else None
+
+    def _choice_filter(self, obj: ObjectDef, field: FieldDef) -> GraphQLInputObjectType:
+        name = names.enum_type_name(obj, field) + "Filter"
+
+        def build():
+            item = self.enum_type(obj, field) if names.is_enum(field) else GraphQLString
+            many = GraphQLList(GraphQLNonNull(item))
+            if field.type == "multi_picklist":
+                ops = {"contains": GraphQLInputField(item, description="Holds this value."),
+                       "eq": GraphQLInputField(many, description="Holds exactly these values.")}
+            else:
+                ops = {"eq": GraphQLInputField(item), "ne": GraphQLInputField(item), "in": GraphQLInputField(many),
+                       "notIn": GraphQLInputField(many, out_name="not_in")}
+            ops["isNull"] = GraphQLInputField(GraphQLBoolean, out_name="is_null")
+            return GraphQLInputObjectType(name, ops)
+
+        return self._once(name, build)
+
+    def _input_fields(self, obj: ObjectDef) -> dict[str, GraphQLInputField]:
+        bindings = self.input_bindings.setdefault(names.type_name(obj), {})
+        owner = obj.field("owner_id")
+        fields = {names.value_field(owner): GraphQLInputField(GraphQLID, description="Defaults to the caller.")}
+        bindings[names.value_field(owner)] = owner.api_name
+        for field in obj.fields:
+            if field.writable:
+                name = names.value_field(field)
+                fields[name] = GraphQLInputField(self.value_type(obj, field, as_input=True), description=field.help_text or field.label)
+                bindings[name] = field.api_name
+        return fields
+
+    # -- aggregates ------------------------------------------------------------------------
+    def group_field_type(self, obj: ObjectDef) -> GraphQLEnumType | None:
+        name = names.type_name(obj, "GroupField")
+
+        def build():
+            values = {}
+            for field in self.groupable(obj):
+                if field.type in PERIOD_TYPES:
+                    for granularity in names.DATE_GRANULARITIES:
+                        values[names.group_value(field, granularity)] = GraphQLEnumValue((field.api_name, granularity))
+                else:
+                    values[names.group_value(field)] = GraphQLEnumValue((field.api_name, None))
+            return GraphQLEnumType(name, values)
+
+        return self._once(name, build)
+
+    @staticmethod
+    def groupable(obj: ObjectDef) -> list[FieldDef]:
+        return [f for f in obj.fields_by_name.values() if f.field_type.sortable and f.type not in NOT_GROUPABLE]
+
+    def group_type(self, obj: ObjectDef) -> GraphQLObjectType:
+        name = names.type_name(obj, "Group")
+
+        def build():
+            key_fields = {}
+            for field in self.groupable(obj):
+                output = self.shared["Date"] if field.type in PERIOD_TYPES else self.value_type(obj, field)
+                key_fields[names.value_field(field)] = GraphQLField(output, resolve=read_value(field.api_name),
+                                                                    description="Dates and instants: the first day of the period.")
+            numeric = [f for f in obj.fields_by_name.values() if f.type in NUMERIC_TYPES]
+            ranged = [f for f in obj.fields_by_name.values() if f.type in NUMERIC_TYPES | PERIOD_TYPES]
+            fields = {
+                "key": GraphQLField(GraphQLNonNull(GraphQLObjectType(names.type_name(obj, "GroupKey"), key_fields)), resolve=read_value("key")),
+                "count": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=read_value("count")),
+            }
+            if numeric:
+                sums = GraphQLObjectType(names.type_name(obj, "Sums"), {
+                    names.value_field(f): GraphQLField(self.shared["Decimal"], resolve=read_value(f.api_name)) for f in numeric})
+                averages = GraphQLObjectType(names.type_name(obj, "Averages"), {
+                    names.value_field(f): GraphQLField(GraphQLFloat, resolve=read_value(f.api_name)) for f in numeric})
+                fields["sum"] = GraphQLField(GraphQLNonNull(sums), resolve=read_value("sum"))
+                fields["avg"] = GraphQLField(GraphQLNonNull(averages), resolve=read_value("avg"))
+            if ranged:
+                extremes = GraphQLObjectType(names.type_name(obj, "Extremes"), {
+                    names.value_field(f): GraphQLField(self.value_type(obj, f), resolve=read_value(f.api_name)) for f in ranged})
+                fields["min"] = GraphQLField(GraphQLNonNull(extremes), resolve=read_value("min"))
+                fields["max"] = GraphQLField(GraphQLNonNull(extremes), resolve=read_value("max"))
+            return GraphQLObjectType(name, fields)
+
+        return self._once(name, build)
+
+    # -- root fields -----------------------------------------------------------------------
+    def query_fields(self) -> dict[str, GraphQLField]:
+        fields: dict[str, GraphQLField] = {}
+        r = self.resolvers
+        recycle_bin = GraphQLArgument(GraphQLBoolean, default_value=False, description="Read the recycle bin instead.")
+        for obj in self.catalog.objects.values():
+            fields[names.get_field(obj)] = GraphQLField(
+                self.record_type(obj), {"id": GraphQLArgument(GraphQLNonNull(GraphQLID)), "inRecycleBin": recycle_bin},
+                resolve=r.get(obj), description=f"One {obj.label} by id.")
+            fields[names.list_field(obj)] = GraphQLField(
+                GraphQLNonNull(self.connection_type(obj)), {**self.list_arguments(obj), "inRecycleBin": recycle_bin},
+                resolve=r.list(obj), description=f"{obj.plural_label}, a page at a time.")
+            fields[names.aggregate_field(obj)] = GraphQLField(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(self.group_type(obj)))),
+                {"filter": GraphQLArgument(self.filter_type(obj)),
+                 "groupBy": GraphQLArgument(GraphQLList(GraphQLNonNull(self.group_field_type(obj))))},
+                resolve=r.aggregate(obj), description=f"Counts, sums, averages and ranges of {obj.plural_label}, by group.")
+        return fields
+
+    def mutation_fields(self) -> dict[str, GraphQLField]:
+        fields: dict[str, GraphQLField] = {}
+        r = self.resolvers
+        for obj in self.catalog.objects.values():
+            record = self.record_type(obj)
+            record_id = GraphQLArgument(GraphQLNonNull(GraphQLID))
+            creating, updating = self.input_type(obj, True), self.input_type(obj, False)
+            named = names.mutation_fields(obj)
+            fields[named["create"]] = GraphQLField(GraphQLNonNull(record), {"input": GraphQLArgument(GraphQLNonNull(creating))},
+                                                   resolve=r.create(obj))
+            fields[named["create_many"]] = GraphQLField(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
+                {"inputs": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(creating))))},
+                resolve=r.create_many(obj), description="All or nothing.")
+            fields[named["update"]] = GraphQLField(GraphQLNonNull(record), {
+                "id": record_id, "input": GraphQLArgument(GraphQLNonNull(updating)),
+                "expectedVersion": GraphQLArgument(GraphQLInt, description="Refuse (CONFLICT) if the record moved past this version."),
+            }, resolve=r.update(obj))
+            fields[named["update_many"]] = GraphQLField(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
+                {"items": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.update_item_type(obj)))))},
+                resolve=r.update_many(obj), description="All or nothing.")
+            fields[named["delete"]] = GraphQLField(GraphQLNonNull(GraphQLID), {"id": record_id}, resolve=r.delete(obj),
+                                                   description="Moves the record (and its details) to the recycle bin.")
+            fields[named["restore"]] = GraphQLField(GraphQLNonNull(record), {"id": record_id}, resolve=r.restore(obj),
+                                                    description="Brings the record (and its details) back from the recycle bin.")
+        return fields
+
+
+class Connection:
+    """A page as the connection types read it."""
+
+    __slots__ = ("branch", "after")
+
+    def __init__(self, branch, after: str | None):
+        self.branch = branch
+        self.after = after
+
+
+def _edges(connection: Connection, _info):
+    return list(zip(connection.branch.cursors, connection.branch.records))
+
+
+def _nodes(connection: Connection, _info):
+    return connection.branch.records
+
+
+def _edge_cursor(edge, _info):
+    return edge[0]
+
+
+def _edge_node(edge, _info):
+    return edge[1]
+
+
+def _page_info(connection: Connection, _info):
+    branch = connection.branch
+    return {
+        "has_next_page": branch.has_next_page, "has_previous_page": connection.after is not None,
+        "start_cursor": branch.cursors[0] if branch.cursors else None, "end_cursor": branch.end_cursor,
+    }
+
+
+def _total_count(connection: Connection, _info):
+    return connection.branch.total_count

@@ -1,0 +1,178 @@
+"""Root resolvers of the record API: each plans its selection and makes one record service call.
+
+Field resolvers below the root only read what these prepared (see ``record_types``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from graphql import GraphQLResolveInfo, get_named_type
+
+from ..metadata.definitions import ObjectDef
+from ..metadata.errors import FieldError, LowcodeError, ValidationFailed
+from ..metadata.graphql_names import value_field
+from ..runtime.reading import Branch, Selection
+from .errors import QueryRejected
+from .inputs import filter_spec, in_graphql_names, record_values
+from .planning import Planner, check_cost
+from .record_types import Connection
+
+
+class Resolvers:
+    """Makes the resolver of each root field of one object."""
+
+    def __init__(self) -> None:
+        self.types: Any = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _planner(self, info: GraphQLResolveInfo) -> Planner:
+        return Planner(info, self.types, info.context.limits)
+
+    def _record_selection(self, info: GraphQLResolveInfo, obj: ObjectDef, rows: int = 1) -> Selection:
+        selection, cost = self._planner(info).record(obj, get_named_type(info.return_type), info.field_nodes, rows)
+        check_cost(info.context, cost)
+        return selection
+
+    def _guard(self, info: GraphQLResolveInfo, obj: ObjectDef, call: Callable[[], Any], prefix: str | None = None) -> Any:
+        try:
+            return call()
+        except LowcodeError as error:
+            raise in_graphql_names(error, info.context.catalog, obj, prefix) from None
+
+    @staticmethod
+    def _needs_reading(selection: Selection) -> bool:
+        return bool(selection.relations or selection.children)
+
+    def _bulk_cap(self, info: GraphQLResolveInfo, items: list, argument: str) -> None:
+        cap = info.context.limits.max_bulk
+        if len(items) > cap:
+            raise QueryRejected(f"At most {cap} records per call; split the batch.", field=argument, limit=cap)
+
+    def _written(self, info, obj: ObjectDef, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What the mutation returns: the written records, re-read only when relations are asked for."""
+        selection = self._record_selection(info, obj, len(records))
+        if not self._needs_reading(selection):
+            return records
+        context = info.context
+        found = context.records.read_records(context.actor, obj.api_name, [r["id"] for r in records], selection)
+        return [f if f is not None else r for f, r in zip(found, records)]
+
+    # -- queries ---------------------------------------------------------------------------
+    def get(self, obj: ObjectDef):
+        def resolve(_root, info, id, inRecycleBin=False):
+            context = info.context
+            selection = self._record_selection(info, obj)
+            return self._guard(info, obj, lambda: context.records.read_record(
+                context.actor, obj.api_name, id, selection, deleted=bool(inRecycleBin)))
+        return resolve
+
+    def list(self, obj: ObjectDef):
+        def resolve(_root, info, inRecycleBin=False, **args):
+            context = info.context
+            planner = self._planner(info)
+            window, selection, cost = self._guard(info, obj, lambda: planner.connection(
+                obj, get_named_type(info.return_type), info.field_nodes, args, bool(inRecycleBin)))
+            check_cost(context, cost)
+            branch = self._guard(info, obj, lambda: context.records.read_page(context.actor, obj.api_name, window, selection))
+            return Connection(branch, window.after)
+        return resolve
+
+    def children(self, record, info, **_args):
+        branch: Branch = record.get(info.path.key)
+        return Connection(branch, _args.get("after"))
+
+    def aggregate(self, obj: ObjectDef):
+        def resolve(_root, info, filter=None, groupBy=None):
+            context = info.context
+            measures = self._measures(info, obj)
+            group_by = [{"field": name, "granularity": granularity} for name, granularity in groupBy or []]
+            check_cost(context, 1)
+            return self._guard(info, obj, lambda: context.records.aggregate(
+                context.actor, obj.api_name, filter=filter_spec(self.types, obj, filter), group_by=group_by, measures=measures))
+        return resolve
+
+    def _measures(self, info: GraphQLResolveInfo, obj: ObjectDef) -> list[tuple[str, str]]:
+        planner = self._planner(info)
+        group_type = get_named_type(info.return_type)
+        measures: list[tuple[str, str]] = []
+        for _key, nodes in planner._sub_fields(group_type, info.field_nodes).items():
+            function = nodes[0].name.value
+            if function not in ("sum", "avg", "min", "max"):
+                continue
+            measure_type = get_named_type(group_type.fields[function].type)
+            for _inner, measure_nodes in planner._sub_fields(measure_type, nodes).items():
+                graphql_name = measure_nodes[0].name.value
+                field = next((f for f in obj.fields_by_name.values() if value_field(f) == graphql_name), None)
+                if field is not None and (function, field.api_name) not in measures:
+                    measures.append((function, field.api_name))
+        return measures
+
+    # -- mutations -------------------------------------------------------------------------
+    def create(self, obj: ObjectDef):
+        def resolve(_root, info, input):
+            context = info.context
+            values = record_values(self.types, obj, input)
+            record = self._guard(info, obj, lambda: context.records.create(context.actor, obj.api_name, values), "input")
+            return self._written(info, obj, [record])[0]
+        return resolve
+
+    def create_many(self, obj: ObjectDef):
+        def resolve(_root, info, inputs):
+            context = info.context
+            self._bulk_cap(info, inputs, "inputs")
+            values = [record_values(self.types, obj, item) for item in inputs]
+            records = self._guard(info, obj, lambda: context.records.bulk_create(context.actor, obj.api_name, values), "inputs")
+            return self._written(info, obj, records)
+        return resolve
+
+    def update(self, obj: ObjectDef):
+        def resolve(_root, info, id, input, expectedVersion=None):
+            context = info.context
+            values = record_values(self.types, obj, input)
+            record = self._guard(info, obj, lambda: context.records.update(
+                context.actor, obj.api_name, id, values, expected_version=expectedVersion), "input")
+            return self._written(info, obj, [record])[0]
+        return resolve
+
+    def update_many(self, obj: ObjectDef):
+        def resolve(_root, info, items):
+            context = info.context
+            self._bulk_cap(info, items, "items")
+            changes = [{"id": item["id"], "values": record_values(self.types, obj, item["input"]),
+                        "expected_version": item.get("expectedVersion")} for item in items]
+            try:
+                records = context.records.bulk_update(context.actor, obj.api_name, changes)
+            except ValidationFailed as error:
+                raise _item_paths(in_graphql_names(error, context.catalog, obj)) from None
+            except LowcodeError as error:
+                raise in_graphql_names(error, context.catalog, obj) from None
+            return self._written(info, obj, records)
+        return resolve
+
+    def delete(self, obj: ObjectDef):
+        def resolve(_root, info, id):
+            context = info.context
+            self._guard(info, obj, lambda: context.records.delete(context.actor, obj.api_name, id))
+            return id
+        return resolve
+
+    def restore(self, obj: ObjectDef):
+        def resolve(_root, info, id):
+            context = info.context
+            record = self._guard(info, obj, lambda: context.records.restore(context.actor, obj.api_name, id))
+            return self._written(info, obj, [record])[0]
+        return resolve
+
+
+def _item_paths(error: ValidationFailed) -> ValidationFailed:
+    """Bulk update paths ``3.closeDate`` become ``items.3.input.closeDate``."""
+    fixed = []
+    for e in error.errors:
+        head, _, rest = (e.field or "").partition(".")
+        if head.isdigit():
+            path = f"items.{head}.input.{rest}" if rest and rest not in ("expectedVersion",) else f"items.{head}" + (f".{rest}" if rest else "")
+        else:
+            path = f"items.{e.field}" if e.field else "items"
+        fixed.append(FieldError(e.code, path, e.message, e.ctx))
+    error.errors = fixed
+    return error

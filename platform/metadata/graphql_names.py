@@ -1,0 +1,229 @@
+"""Every GraphQL name the generated API derives from metadata, and the collisions among them.
+
+The schema builder names types, root fields and record fields only through these functions, and
+the metadata service refuses a change whose names would collide (graphene and graphql-core would
+otherwise merge or reject two types of one name long after the change was saved).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from .definitions import FieldDef, ObjectDef
+from .errors import FieldError
+from .names import camel_case, pascal_case
+
+TYPE_SUFFIXES = (
+    "", "Connection", "Edge", "Filter", "OrderBy", "GroupField", "Group", "GroupKey", "Sums", "Averages",
+    "Extremes", "CreateInput", "UpdateInput", "UpdateItem",
+)
+"""The types generated for each object: ``Opportunity``, ``OpportunityConnection``, ..."""
+
+DATE_GRANULARITIES = ("day", "month", "quarter", "year")
+
+PLATFORM_TYPE_NAMES = frozenset("""
+    Query Mutation String Int Float Boolean ID Decimal Date DateTime JSON Geolocation GeolocationInput
+    PageInfo StringFilter LongTextFilter IntFilter DecimalFilter DateFilter DateTimeFilter BooleanFilter
+    IDFilter NullFilter ObjectDefinition FieldDefinition FieldTypeName FieldOptions FieldOptionsInput
+    PicklistValue PicklistValueInput OnDelete ObjectInput ObjectUpdateInput FieldInput FieldUpdateInput
+    MetadataChange DeleteResult
+""".split())
+"""Names of the types every schema has, which no object may generate."""
+
+PLATFORM_QUERY_FIELDS = frozenset({"objects", "object", "fieldTypes", "metadataChanges", "metadataVersion"})
+PLATFORM_MUTATION_FIELDS = frozenset({
+    "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
+})
+
+
+def type_name(obj: ObjectDef, suffix: str = "") -> str:
+    return pascal_case(obj.api_name) + suffix
+
+
+def enum_type_name(obj: ObjectDef, field: FieldDef) -> str:
+    """The enum of a restricted picklist's values: ``OpportunityStage``."""
+    return pascal_case(obj.api_name) + pascal_case(field.api_name)
+
+
+def is_enum(field: FieldDef) -> bool:
+    return field.type in ("picklist", "multi_picklist") and field.options.get("restricted", True)
+
+
+def enum_value_name(value_api_name: str) -> str:
+    return value_api_name.upper()
+
+
+def get_field(obj: ObjectDef) -> str:
+    return camel_case(obj.api_name)
+
+
+def list_field(obj: ObjectDef) -> str:
+    return camel_case(obj.plural_api_name)
+
+
+def aggregate_field(obj: ObjectDef) -> str:
+    return camel_case(obj.api_name) + "Aggregate"
+
+
+def mutation_fields(obj: ObjectDef) -> dict[str, str]:
+    """Mutation name by operation."""
+    one, many = pascal_case(obj.api_name), pascal_case(obj.plural_api_name)
+    return {
+        "create": f"create{one}", "create_many": f"create{many}", "update": f"update{one}",
+        "update_many": f"update{many}", "delete": f"delete{one}", "restore": f"restore{one}",
+    }
+
+
+def value_field(field: FieldDef) -> str:
+    """The record field holding the stored value (for a lookup: the raw id, ``accountId``)."""
+    if field.target and not field.api_name.endswith("_id") and field.api_name != "id":
+        return camel_case(field.api_name) + "Id"
+    return camel_case(field.api_name)
+
+
+def relation_field(field: FieldDef) -> str | None:
+    """The record field resolving a lookup to its record (``account``, ``owner``), else ``None``."""
+    if not field.target or field.api_name == "id":
+        return None
+    name = field.api_name[:-3] if field.api_name.endswith("_id") else field.api_name
+    return camel_case(name)
+
+
+def children_name(child: ObjectDef, field: FieldDef) -> str | None:
+    """The connection a master (or lookup target) exposes for the records pointing at it.
+
+    Master-detail fields always give one, named by ``relationship_name`` or the detail's plural;
+    lookups give one only when they name it with ``relationship_name``.
+    """
+    explicit = field.options.get("relationship_name")
+    if explicit:
+        return camel_case(explicit)
+    if field.type == "master_detail":
+        return camel_case(child.plural_api_name)
+    return None
+
+
+def order_value(field: FieldDef, descending: bool) -> str:
+    return field.api_name.upper() + ("_DESC" if descending else "_ASC")
+
+
+def group_value(field: FieldDef, granularity: str | None = None) -> str:
+    """``CLOSE_DATE`` or ``CLOSE_DATE__MONTH`` (api names never hold ``__``, so these never clash)."""
+    return field.api_name.upper() + (f"__{granularity.upper()}" if granularity and granularity != "day" else "")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What gives a GraphQL name: an object (``field`` is ``None``) or one of its fields, and the
+    ``setting`` of that definition which, changed, would rename it."""
+
+    object: str
+    field: str | None
+    setting: str
+    what: str
+
+
+@dataclass(frozen=True)
+class Collision:
+    """A GraphQL name that two sources would share, or that one source would take from the platform.
+
+    ``kind`` is ``type``, ``query``, ``mutation`` or ``field`` (then ``name`` is ``Type.field``);
+    ``owners`` are the objects whose part of the schema it breaks.
+    """
+
+    kind: str
+    name: str
+    sources: tuple[Source, ...]
+    owners: tuple[str, ...]
+    reserved: bool = False
+
+    @property
+    def message(self) -> str:
+        whats = list(dict.fromkeys(s.what for s in self.sources))
+        what = " and ".join(whats)
+        if self.reserved:
+            return f"{what} would generate the GraphQL {self.kind} '{self.name}', which the platform uses"
+        if len(whats) == 1:
+            return f"{what} would generate the GraphQL {self.kind} '{self.name}' twice"
+        if self.kind == "field":
+            return f"{what} would share the GraphQL field '{self.name}'"
+        return f"{what} would generate the same GraphQL {self.kind} '{self.name}'"
+
+
+def _object_source(obj: ObjectDef, setting: str = "api_name") -> Source:
+    return Source(obj.api_name, None, setting, f"object '{obj.api_name}'")
+
+
+def _children_by_target(objects: Mapping[str, ObjectDef]) -> dict[str, list[tuple[ObjectDef, FieldDef]]]:
+    children: dict[str, list[tuple[ObjectDef, FieldDef]]] = defaultdict(list)
+    for child in objects.values():
+        for field in child.fields:
+            if field.target:
+                children[field.target].append((child, field))
+    return children
+
+
+def _record_field_sources(obj: ObjectDef, children: Mapping[str, list[tuple[ObjectDef, FieldDef]]]) -> dict[str, list[Source]]:
+    sources: dict[str, list[Source]] = defaultdict(list)
+    for field in obj.fields_by_name.values():
+        sources[value_field(field)].append(Source(obj.api_name, field.api_name, "api_name", f"field '{field.api_name}'"))
+        if (relation := relation_field(field)):
+            sources[relation].append(Source(obj.api_name, field.api_name, "api_name", f"the relation of field '{field.api_name}'"))
+    for child, field in children.get(obj.api_name, ()):
+        if (name := children_name(child, field)):
+            sources[name].append(Source(child.api_name, field.api_name, "options.relationship_name",
+                                        f"the related list of '{child.api_name}.{field.api_name}'"))
+    return sources
+
+
+def record_field_sources(obj: ObjectDef, objects: Mapping[str, ObjectDef]) -> dict[str, list[str]]:
+    """Every field of the object's type, by GraphQL name, with what it comes from (two or more: a clash)."""
+    sources = _record_field_sources(obj, _children_by_target(objects))
+    return {name: [s.what for s in found] for name, found in sources.items()}
+
+
+def find_collisions(objects: Mapping[str, ObjectDef]) -> list[Collision]:
+    """Every GraphQL name two sources would share or one would take from the platform."""
+    types: dict[str, list[Source]] = defaultdict(list)
+    query: dict[str, list[Source]] = defaultdict(list)
+    mutation: dict[str, list[Source]] = defaultdict(list)
+    plural_mutations = {"create_many", "update_many"}
+    for obj in objects.values():
+        for suffix in TYPE_SUFFIXES:
+            types[type_name(obj, suffix)].append(_object_source(obj))
+        for field in obj.fields:
+            if is_enum(field):
+                types[enum_type_name(obj, field)].append(
+                    Source(obj.api_name, field.api_name, "api_name", f"picklist '{obj.api_name}.{field.api_name}'"))
+        query[get_field(obj)].append(_object_source(obj))
+        query[list_field(obj)].append(_object_source(obj, "plural_api_name"))
+        query[aggregate_field(obj)].append(_object_source(obj))
+        for operation, name in mutation_fields(obj).items():
+            mutation[name].append(_object_source(obj, "plural_api_name" if operation in plural_mutations else "api_name"))
+    found: list[Collision] = []
+    for kind, by_name, reserved in (("type", types, PLATFORM_TYPE_NAMES), ("query", query, PLATFORM_QUERY_FIELDS),
+                                    ("mutation", mutation, PLATFORM_MUTATION_FIELDS)):
+        for name, sources in by_name.items():
+            if name in reserved:
+                found.extend(Collision(kind, name, (s,), (s.object,), reserved=True) for s in dict.fromkeys(sources))
+            elif len(sources) > 1:
+                found.append(Collision(kind, name, tuple(sources), tuple(dict.fromkeys(s.object for s in sources))))
+    children = _children_by_target(objects)
+    for obj in objects.values():
+        for name, sources in _record_field_sources(obj, children).items():
+            if len(sources) > 1:
+                found.append(Collision("field", f"{type_name(obj)}.{name}", tuple(sources), (obj.api_name,)))
+    return found
+
+
+def collisions(objects: Mapping[str, ObjectDef]) -> list[tuple[str, str]]:
+    """``(object api name, message)`` for every GraphQL name two things would share."""
+    return list(dict.fromkeys((owner, c.message) for c in find_collisions(objects) for owner in c.owners))
+
+
+def collision_errors(objects: Mapping[str, ObjectDef], touched: Iterable[str]) -> list[FieldError]:
+    """Collisions involving the objects a change touches, as errors for the caller."""
+    touched = set(touched)
+    return [FieldError("NAME_COLLISION", None, message, {"object": owner})
+            for owner, message in collisions(objects) if owner in touched]
