@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Mapping
 
-from graphql import GraphQLError, ValidationContext, ValidationRule
+from graphql import GraphQLError, ValidationRule
 from graphql.language import (
     FieldNode,
     FragmentSpreadNode,
@@ -84,5 +84,3 @@ def _depth(selection_set: SelectionSetNode | None, fragments: dict, visiting: se
             deepest = max(deepest, _depth(fragment.selection_set, fragments, visiting | {name}))
     return deepest
 
-
-__all__ = ["Limits", "ValidationContext", "depth_rule"]

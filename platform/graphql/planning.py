@@ -20,6 +20,7 @@ from ..metadata.definitions import ObjectDef
 from ..runtime.reading import Children, Selection, Window
 from .errors import QueryRejected
 from .inputs import filter_spec
+from .record_types import RELATED
 
 
 @dataclass
@@ -55,13 +56,13 @@ class Planner:
             elif binding.kind == "relation":
                 target = self.types.catalog.objects[binding.field.target]
                 sub, sub_cost = self.record(target, get_named_type(type_.fields[name].type), field_nodes, 0)
-                selection.relations[key] = (binding.field.api_name, sub)
+                selection.relations[RELATED + key] = (binding.field.api_name, sub)
                 cost += sub_cost * max(rows, 1) if sub_cost else 0
             else:
                 field_def = type_.fields[name]
                 args = get_argument_values(field_def, field_nodes[0], self.info.variable_values)
                 window, node_selection, per_parent = self.connection(binding.obj, get_named_type(field_def.type), field_nodes, args)
-                selection.children[key] = Children(binding.obj.api_name, binding.field.api_name, window, node_selection)
+                selection.children[RELATED + key] = Children(binding.obj.api_name, binding.field.api_name, window, node_selection)
                 cost += per_parent * max(rows, 1)
         return selection, cost
 

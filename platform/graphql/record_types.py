@@ -48,6 +48,9 @@ FILTER_BY_TYPE = {
 }
 """The shared filter input of each field type; picklists get their own (typed by their values)."""
 
+RELATED = "@"
+"""Prefix of the keys related records are stored under in a record (never part of an api name)."""
+
 SCALARS = {"String": GraphQLString, "Int": GraphQLInt, "Boolean": GraphQLBoolean, "ID": GraphQLID}
 
 
@@ -78,8 +81,8 @@ def read_value(api_name: str) -> Callable[[Any, Any], Any]:
 
 
 def read_response_key(record, info):
-    """Relations and related lists are stored under the response key (aliases included)."""
-    return record.get(info.path.key)
+    """Relations and related lists are stored under ``@`` and the response key (aliases included)."""
+    return record.get(RELATED + info.path.key)
 
 
 class RecordTypes:
@@ -93,6 +96,8 @@ class RecordTypes:
         self.filter_bindings: dict[str, dict[str, FilterBinding]] = {}
         self.input_bindings: dict[str, dict[str, str]] = {}
         self.objects_by_type: dict[str, ObjectDef] = {}
+        self.read_roots: set[str] = set()
+        """Root query fields that only read records (answered by the fast path)."""
         self._types: dict[str, Any] = {}
         self._enums: dict[tuple[str, str], GraphQLEnumType] = {}
         for obj in catalog.objects.values():
@@ -335,6 +340,7 @@ class RecordTypes:
                 {"filter": GraphQLArgument(self.filter_type(obj)),
                  "groupBy": GraphQLArgument(GraphQLList(GraphQLNonNull(self.group_field_type(obj))))},
                 resolve=r.aggregate(obj), description=f"Counts, sums, averages and ranges of {obj.plural_label}, by group.")
+        self.read_roots.update(fields)
         return fields
 
     def mutation_fields(self) -> dict[str, GraphQLField]:

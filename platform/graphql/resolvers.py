@@ -15,7 +15,7 @@ from ..runtime.reading import Branch, Selection
 from .errors import QueryRejected
 from .inputs import filter_spec, in_graphql_names, record_values
 from .planning import Planner, check_cost
-from .record_types import Connection
+from .record_types import RELATED, Connection
 
 
 class Resolvers:
@@ -78,7 +78,7 @@ class Resolvers:
         return resolve
 
     def children(self, record, info, **_args):
-        branch: Branch = record.get(info.path.key)
+        branch: Branch = record.get(RELATED + info.path.key)
         return Connection(branch, _args.get("after"))
 
     def aggregate(self, obj: ObjectDef):

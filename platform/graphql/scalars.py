@@ -9,6 +9,7 @@ import datetime as dt
 import decimal
 
 import graphene
+
 from graphql import GraphQLError
 from graphql.language import ast
 from graphql.utilities import value_from_ast_untyped
@@ -35,7 +36,7 @@ class Decimal(graphene.Scalar):
 
 
 class Date(graphene.Scalar):
-    """A calendar day, ``YYYY-MM-DD``."""
+    """A calendar day, written YYYY-MM-DD."""
 
     @staticmethod
     def serialize(value):

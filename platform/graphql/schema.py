@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import graphene
+
 from graphql import GraphQLObjectType, GraphQLSchema
 
 from ..metadata.catalog import Catalog
@@ -26,6 +27,7 @@ class GeneratedSchema:
     version: int
     schema: GraphQLSchema
     types: RecordTypes
+    read_roots: frozenset[str]
 
 
 def build_schema(catalog: Catalog) -> GeneratedSchema:
@@ -36,4 +38,4 @@ def build_schema(catalog: Catalog) -> GeneratedSchema:
     query = GraphQLObjectType("Query", {**platform.query_type.fields, **types.query_fields()})
     mutation = GraphQLObjectType("Mutation", {**platform.mutation_type.fields, **types.mutation_fields()})
     shared = [platform.type_map[t._meta.name] for t in SHARED_TYPES]
-    return GeneratedSchema(catalog.version, GraphQLSchema(query, mutation, types=shared), types)
+    return GeneratedSchema(catalog.version, GraphQLSchema(query, mutation, types=shared), types, frozenset(types.read_roots))

@@ -62,18 +62,35 @@ class Children:
     selection: Selection
 
 
-@dataclass
 class Branch:
-    """A page of records: the records in order, a cursor each, more after them, and the total."""
+    """A page of records: the records in order, a cursor each, more after them, and the total.
 
-    records: list[dict[str, Any]]
-    cursors: list[str]
-    has_next_page: bool
-    total_count: int | None = None
+    Cursors are encoded on first use: most pages are read without them.
+    """
+
+    __slots__ = ("records", "has_next_page", "total_count", "_keys", "_positions", "_cursors")
+
+    def __init__(self, records: list[dict[str, Any]], keys: list[SortKey], has_next_page: bool, total_count: int | None = None):
+        self.records = records
+        self.has_next_page = has_next_page
+        self.total_count = total_count
+        self._keys = keys
+        self._positions = [tuple(r.get(k.column_name) for k in keys) for r in records]
+        self._cursors: list[str] | None = None
+
+    @property
+    def cursors(self) -> list[str]:
+        if self._cursors is None:
+            self._cursors = [encode_cursor(self._keys, dict(zip((k.column_name for k in self._keys), values)))
+                             for values in self._positions]
+        return self._cursors
 
     @property
     def end_cursor(self) -> str | None:
-        return self.cursors[-1] if self.cursors else None
+        return self.cursors[-1] if self.records else None
+
+    def __repr__(self) -> str:
+        return f"<Branch {len(self.records)} records, has_next_page={self.has_next_page}, total_count={self.total_count}>"
 
 
 class TreeReader:
@@ -96,7 +113,7 @@ class TreeReader:
         total = None
         if window.total:
             total = self.conn.execute(select(func.count()).select_from(table).where(where)).scalar_one()
-        branch = Branch(records, [encode_cursor(keys, r) for r in records], len(rows) > window.first, total)
+        branch = Branch(records, keys, len(rows) > window.first, total)
         self._descend(obj, selection, records)
         self._strip(records, selection, keys)
         return branch
@@ -186,7 +203,7 @@ class TreeReader:
             found = grouped.get(parent["id"], [])
             page = found[:window.first]
             kept.extend(page)
-            parent[key] = Branch(page, [encode_cursor(keys, r) for r in page], len(found) > window.first,
+            parent[key] = Branch(page, keys, len(found) > window.first,
                                  totals.get(parent["id"], 0) if window.total else None)
         unique = list({id(r): r for r in kept}.values())
         self._descend(child, selection, unique)

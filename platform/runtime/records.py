@@ -7,6 +7,7 @@ problem of every row is reported at once.
 """
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -27,7 +28,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..metadata import store
 from ..metadata.actors import Actor
@@ -39,6 +40,7 @@ from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.lookup import normalize_id
 from ..metadata.names import constraint_name
 from .access import AccessPolicy, OpenAccess
+from .aggregates import parse_aggregate, run_aggregate
 from .filters import FilterCompiler
 from .history import tracked_changes, write_history
 from .numbering import assign_numbers
@@ -49,6 +51,7 @@ from .paging import (
     order_clauses,
     parse_order,
 )
+from .reading import Branch, Selection, TreeReader, Window
 from .validation import RecordValidator
 
 MAX_PAGE_SIZE = 1000
@@ -121,22 +124,60 @@ class RecordService:
         self.engine = engine
         self.catalogs = catalogs
         self.policy = policy or OpenAccess()
+        self._pinned: Catalog | None = None
+        self._connection: Connection | None = None
+
+    def at(self, catalog: Catalog, connection: Connection | None = None) -> "RecordService":
+        """This service working on ``catalog`` (one request's snapshot) instead of the latest,
+        reading through ``connection`` when given (one connection per request; writes still
+        take their own transaction)."""
+        pinned = copy.copy(self)
+        pinned._pinned = catalog
+        pinned._connection = connection
+        return pinned
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _catalog(self, conn: Connection) -> Catalog:
+        return self._pinned if self._pinned is not None else self.catalogs.current(conn)
+
     @contextmanager
     def _reading(self) -> Iterator[tuple[Connection, Catalog]]:
-        with self.engine.connect() as conn:
-            yield conn, self.catalogs.current(conn)
+        try:
+            if self._connection is not None:
+                try:
+                    yield self._connection, self._catalog(self._connection)
+                finally:
+                    self._connection.rollback()
+                return
+            with self.engine.connect() as conn:
+                yield conn, self._catalog(conn)
+        except DBAPIError as exc:
+            self._refuse_if_stale(exc)
+            raise
 
     @contextmanager
     def _writing(self) -> Iterator[tuple[Connection, Catalog]]:
         try:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-                yield conn, self.catalogs.current(conn)
+                yield conn, self._catalog(conn)
         except OperationalError as exc:
             if getattr(exc.orig, "sqlstate", None) in _RETRYABLE or getattr(exc.orig, "sqlite_errorcode", None) in _SQLITE_BUSY:
                 raise Conflict("Another transaction held the same records; nothing was written, retry the request.") from None
+            self._refuse_if_stale(exc)
             raise
+        except DBAPIError as exc:
+            self._refuse_if_stale(exc)
+            raise
+
+    def _refuse_if_stale(self, exc: DBAPIError) -> None:
+        """A statement built from a pinned Catalog that metadata changes overtook fails as CONFLICT."""
+        if self._pinned is None or isinstance(exc, IntegrityError):
+            return
+        with self.engine.connect() as conn:
+            stored = self.catalogs.versions.read(conn)
+        if stored != self._pinned.version:
+            raise Conflict("The object's definition changed while this request ran; nothing was written, retry the request.",
+                           metadata_version=stored) from None
 
     def _validator(self, catalog: Catalog, obj: ObjectDef) -> RecordValidator:
         return catalog.memo(("validator", obj.api_name), lambda: RecordValidator(obj))
@@ -202,6 +243,93 @@ class RecordService:
             for extra in set(selected) - set(names):
                 record.pop(extra, None)
         return Page(records, cursors, len(rows) > first, count)
+
+    def read_page(self, actor: Actor, object_name: str, window: Window, selection: Selection) -> Branch:
+        """A page of records with their related records, in as many statements as the selection
+        has levels of to-many relations (plus one per total asked for), whatever the row count."""
+        self._check_first(window.first, "first")
+        with self._reading() as (conn, catalog):
+            obj, _ = self._object(catalog, actor, object_name, "read")
+            self._check_selection(catalog, obj, selection, "selection")
+            return self._reader(conn, catalog, actor).page(obj, window, selection)
+
+    def read_records(self, actor: Actor, object_name: str, record_ids: list[str], selection: Selection, *,
+                     deleted: bool = False) -> list[dict[str, Any] | None]:
+        """The records with these ids in that order, ``None`` for those missing or not visible."""
+        with self._reading() as (conn, catalog):
+            obj, _ = self._object(catalog, actor, object_name, "read")
+            self._check_selection(catalog, obj, selection, "selection")
+            ids = []
+            for record_id in record_ids:
+                try:
+                    ids.append(normalize_id(record_id))
+                except ValueProblem:
+                    ids.append(None)
+            wanted = [i for i in dict.fromkeys(ids) if i is not None]
+            found = self._reader(conn, catalog, actor).by_ids(obj, wanted, selection, deleted) if wanted else {}
+            return [found.get(i) for i in ids]
+
+    def read_record(self, actor: Actor, object_name: str, record_id: str, selection: Selection, *, deleted: bool = False) -> dict[str, Any]:
+        """One record with its related records; missing and not visible alike are NOT_FOUND."""
+        record = self.read_records(actor, object_name, [record_id], selection, deleted=deleted)[0]
+        if record is None:
+            with self._reading() as (_, catalog):
+                raise self._missing(catalog.object(object_name), record_id)
+        return record
+
+    def _reader(self, conn: Connection, catalog: Catalog, actor: Actor) -> TreeReader:
+        return TreeReader(conn, catalog, lambda obj, table: self._scope(actor, obj, table, "read"))
+
+    def _check_selection(self, catalog: Catalog, obj: ObjectDef, selection: Selection, path: str) -> None:
+        errors: list[FieldError] = []
+
+        def visit(obj: ObjectDef, selection: Selection, path: str) -> None:
+            for name in selection.fields:
+                if obj.field(name) is None:
+                    errors.append(FieldError("UNKNOWN_FIELD", f"{path}.fields", f"'{obj.api_name}' has no field named '{name}'"))
+            for key, (lookup, sub) in selection.relations.items():
+                field = obj.field(lookup)
+                if field is None or not field.target or field.api_name == "id":
+                    errors.append(FieldError("NOT_A_RELATION", f"{path}.{key}", f"'{obj.api_name}.{lookup}' is not a lookup"))
+                else:
+                    visit(catalog.object(field.target), sub, f"{path}.{key}")
+            for key, children in selection.children.items():
+                child = catalog.objects.get(children.object)
+                field = child.field(children.field) if child else None
+                if field is None or field.target != obj.api_name or field.system:
+                    errors.append(FieldError("NOT_A_RELATION", f"{path}.{key}", f"'{children.object}.{children.field}' does not point at '{obj.api_name}'"))
+                    continue
+                try:
+                    self._check_first(children.window.first, f"{path}.{key}.first")
+                except ValidationFailed as failed:
+                    errors.extend(failed.errors)
+                visit(child, children.selection, f"{path}.{key}")
+
+        visit(obj, selection, path)
+        if errors:
+            raise ValidationFailed("The selection has problems; fix the listed parts.", errors=errors)
+
+    @staticmethod
+    def _check_first(first: Any, path: str) -> None:
+        if not isinstance(first, int) or isinstance(first, bool) or not 0 <= first <= MAX_PAGE_SIZE:
+            raise ValidationFailed.of([FieldError("OUT_OF_RANGE", path, f"must be a whole number from 0 to {MAX_PAGE_SIZE}")])
+
+    def aggregate(
+        self, actor: Actor, object_name: str, *, filter: dict | None = None, group_by: list[dict] | None = None,
+        measures: list[tuple[str, str]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Count and measures per group of the live records ``query`` would return, in one statement.
+
+        ``group_by``: ``[{"field", "granularity"?}]``; ``measures``: ``[(sum|avg|min|max, field)]``.
+        Shapes, ordering and value types: :mod:`lowcode.runtime.aggregates`.
+        """
+        with self._reading() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "read")
+            spec = parse_aggregate(obj, group_by, measures)
+            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"))
+            where = and_(self._alive(table, False), self._scope(actor, obj, table, "read"),
+                         compiler.compile(obj, filter) if filter else true())
+            return run_aggregate(conn, table, where, spec)
 
     def history(self, actor: Actor, object_name: str, record_id: str) -> list[dict[str, Any]]:
         """The record's tracked-field changes and life events, oldest first."""

@@ -1,7 +1,10 @@
 """One running platform: a database, optionally Redis, and the services over them."""
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import Connection, Engine
 
 from ..metadata.catalog import CatalogCache
 from ..metadata.database import database_engine
@@ -42,6 +45,17 @@ class Runtime:
 
     def catalog(self):
         return self.catalogs.current()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for the reads of one request. On PostgreSQL it runs each statement on its
+        own (autocommit: no BEGIN/ROLLBACK round trips; under READ COMMITTED a transaction would
+        give each statement its own snapshot anyway); on SQLite each read ends its transaction,
+        so a later read in the same request sees writes made meanwhile."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
 
     def warm_on_announcements(self):
         """Reload the Catalog in the background when another process announces a change."""

@@ -1,0 +1,139 @@
+"""Record queries answered without the general executor.
+
+graphql-core resolves every field of every row through its executor (a resolve-info object, a
+path and a completion step each), which costs more than reading the rows. A query whose root
+fields are all record reads (``deal``, ``deals``, ``dealAggregate``) is already planned into one
+tree read by its root resolver; here the rows it returns are shaped straight into the response,
+following the selection as the executor would (fragments, ``@skip``/``@include``, aliases,
+``__typename``, each value serialised by its field's GraphQL type). Any other operation, and any
+request that meets an error, goes through the executor, so errors are reported the standard way.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    OperationType,
+    default_field_resolver,
+    get_operation_ast,
+)
+from graphql.execution.collect_fields import collect_fields, collect_sub_fields
+from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.language import FragmentDefinitionNode
+
+from ..metadata.errors import LowcodeError
+
+
+class FastPath:
+    """Shapes the response of one request; :meth:`run` returns ``None`` to mean "use the executor"."""
+
+    def __init__(self, schema, root_fields: frozenset[str], document, context, variables: dict, operation_name: str | None):
+        self.schema = schema
+        self.root_fields = root_fields
+        self.document = document
+        self.context = context
+        self.raw_variables = variables
+        self.operation_name = operation_name
+        self.fragments: dict[str, FragmentDefinitionNode] = {}
+        self.variable_values: dict[str, Any] = {}
+        self._fields: dict[tuple, dict] = {}
+        self._arguments: dict[int, dict] = {}
+
+    def run(self) -> dict[str, Any] | None:
+        operation = get_operation_ast(self.document, self.operation_name)
+        if operation is None or operation.operation != OperationType.QUERY:
+            return None
+        variables = get_variable_values(self.schema, operation.variable_definitions or [], self.raw_variables)
+        if isinstance(variables, list):
+            return None
+        self.variable_values = variables
+        self.fragments = {d.name.value: d for d in self.document.definitions if isinstance(d, FragmentDefinitionNode)}
+        query_type = self.schema.query_type
+        roots = collect_fields(self.schema, self.fragments, variables, query_type, operation.selection_set)
+        names = {nodes[0].name.value for nodes in roots.values()} - {"__typename"}
+        if not names <= self.root_fields:
+            return None
+        data: dict[str, Any] = {}
+        try:
+            for key, nodes in roots.items():
+                name = nodes[0].name.value
+                if name == "__typename":
+                    data[key] = query_type.name
+                    continue
+                field = query_type.fields[name]
+                value = field.resolve(None, _Info(self, field, nodes, key), **self._args(field, nodes))
+                data[key] = self.complete(field.type, nodes, value)
+        except LowcodeError:
+            return None
+        return data
+
+    def _args(self, field, nodes) -> dict[str, Any]:
+        found = self._arguments.get(id(nodes[0]))
+        if found is None:
+            found = self._arguments[id(nodes[0])] = get_argument_values(field, nodes[0], self.variable_values) if field.args else {}
+        return found
+
+    def _sub_fields(self, type_: GraphQLObjectType, nodes: list) -> dict:
+        key = (type_.name, *map(id, nodes))
+        found = self._fields.get(key)
+        if found is None:
+            collected = collect_sub_fields(self.schema, self.fragments, self.variable_values, type_, nodes)
+            found = self._fields[key] = {
+                response: (field_nodes, field_nodes[0].name.value, _Key(response, field_nodes[0].name.value))
+                for response, field_nodes in collected.items()}
+        return found
+
+    def complete(self, type_, nodes, value):
+        if isinstance(type_, GraphQLNonNull):
+            type_ = type_.of_type
+        if value is None:
+            return None
+        if isinstance(type_, GraphQLList):
+            item = type_.of_type
+            return [self.complete(item, nodes, v) for v in value]
+        if isinstance(type_, (GraphQLScalarType, GraphQLEnumType)):
+            return type_.serialize(value)
+        result = {}
+        fields = type_.fields
+        for response, (field_nodes, name, key) in self._sub_fields(type_, nodes).items():
+            if name == "__typename":
+                result[response] = type_.name
+                continue
+            field = fields[name]
+            resolve = field.resolve or default_field_resolver
+            read = resolve(value, key, **self._args(field, field_nodes)) if field.args else resolve(value, key)
+            result[response] = self.complete(field.type, field_nodes, read)
+        return result
+
+
+class _Key:
+    """The part of a resolve-info that field resolvers below the root read: the response key."""
+
+    __slots__ = ("key", "field_name")
+
+    def __init__(self, response: str, field_name: str):
+        self.key = response
+        self.field_name = field_name
+
+    @property
+    def path(self) -> "_Key":
+        return self
+
+
+class _Info:
+    """The part of a resolve-info that root resolvers and the planner read."""
+
+    def __init__(self, fast: FastPath, field, nodes, key: str):
+        self.field_name = nodes[0].name.value
+        self.field_nodes = nodes
+        self.return_type = field.type
+        self.schema = fast.schema
+        self.fragments = fast.fragments
+        self.variable_values = fast.variable_values
+        self.context = fast.context
+        self.path = _Key(key, self.field_name)

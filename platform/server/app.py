@@ -1,0 +1,133 @@
+"""The HTTP server: a Flask app factory over the GraphQL endpoint.
+
+``POST /graphql`` answers GraphQL requests, ``GET /graphql`` serves the GraphiQL IDE, ``GET
+/healthz`` reports whether the database (and Redis) answer. Configuration comes from the
+environment (:class:`Settings`); until users and roles exist, one bearer token set at start-up
+admits its holder as the system actor, and nothing else is admitted.
+
+Production: ``gunicorn -w 4 -b 0.0.0.0:8000 'lowcode.server.app:create_app()'``.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from flask import Flask, Response, jsonify, request
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from ..graphql.endpoint import GraphQLEndpoint
+from ..graphql.limits import Limits
+from ..metadata.actors import SYSTEM_ACTOR
+from ..runtime import Runtime
+from .graphiql import graphiql_page
+
+DEFAULT_DATABASE_URL = "sqlite:///lowcode.db"
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+log = logging.getLogger("lowcode.server")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    api_token: str = ""
+    limits: Limits = Limits()
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        """``LOWCODE_DATABASE_URL``, ``LOWCODE_REDIS_URL``, ``LOWCODE_API_TOKEN`` and the limits
+        (``LOWCODE_MAX_DEPTH``, ``LOWCODE_DEFAULT_PAGE_SIZE``, ``LOWCODE_MAX_PAGE_SIZE``,
+        ``LOWCODE_MAX_BULK``, ``LOWCODE_MAX_COST``)."""
+        return cls(
+            database_url=environ.get("LOWCODE_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            redis_url=environ.get("LOWCODE_REDIS_URL") or None,
+            api_token=environ.get("LOWCODE_API_TOKEN", ""),
+            limits=Limits.from_environment(environ),
+        )
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    settings = settings or Settings.from_environment()
+    if not settings.api_token:
+        raise RuntimeError("No API token configured: set LOWCODE_API_TOKEN (lowcode serve generates one when it is unset).")
+    if runtime is None:
+        runtime = Runtime.connect(settings.database_url, settings.redis_url).install()
+        runtime.warm_on_announcements()
+    endpoint = GraphQLEndpoint(runtime, settings.limits)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["lowcode"] = {"runtime": runtime, "endpoint": endpoint, "settings": settings}
+    expected = settings.api_token.encode()
+
+    def authenticated() -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
+
+    @app.post("/graphql")
+    def graphql_request():
+        if not authenticated():
+            response = _errors(401, "Send 'Authorization: Bearer <token>' with the API token.", "UNAUTHENTICATED")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="lowcode"'
+            return response
+        if not request.is_json:
+            return _errors(415, "Send the request as JSON (Content-Type: application/json).", "BAD_QUERY")
+        body = request.get_json(silent=True)
+        if body is None:
+            return _errors(400, "The request body is not valid JSON.", "BAD_QUERY")
+        status, payload = endpoint.run(SYSTEM_ACTOR, body)
+        return jsonify(payload), status
+
+    @app.get("/graphql")
+    def graphiql():
+        return Response(graphiql_page(), mimetype="text/html")
+
+    @app.get("/healthz")
+    def healthz():
+        checks: dict[str, Any] = {}
+        healthy = True
+        try:
+            with runtime.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+            checks["metadataVersion"] = runtime.catalogs.current().version
+        except Exception:
+            log.exception("Health check: the database does not answer")
+            checks["database"] = "unavailable"
+            healthy = False
+        if runtime.redis is not None:
+            try:
+                runtime.redis.ping()
+                checks["redis"] = "ok"
+            except Exception:
+                log.exception("Health check: Redis does not answer")
+                checks["redis"] = "unavailable"
+                healthy = False
+        checks["status"] = "ok" if healthy else "unavailable"
+        return jsonify(checks), 200 if healthy else 503
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return _errors(error.code or 500, error.description or error.name, "BAD_QUERY" if (error.code or 500) < 500 else "INTERNAL")
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("Unexpected error serving %s %s", request.method, request.path)
+        return _errors(500, "An internal error occurred; it was logged for the operators.", "INTERNAL")
+
+    return app
+
+
+def _errors(status: int, message: str, code: str) -> Response:
+    response = jsonify({"errors": [{"message": message, "extensions": {"code": code}}]})
+    response.status_code = status
+    return response
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
