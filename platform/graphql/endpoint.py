@@ -83,6 +83,8 @@ class GraphQLEndpoint:
         self._lock = threading.Lock()
         self.builds = 0
         """How many schemas this endpoint built (tests count rebuilds)."""
+        self.fast_answers = 0
+        """How many requests the fast path answered (tests check it is taken)."""
 
     def documents(self, catalog: Catalog) -> Documents:
         """The schema (with its document cache) of ``catalog``, built once per version."""
@@ -121,6 +123,7 @@ class GraphQLEndpoint:
             context = RequestContext(actor, catalog, records, self.runtime.metadata, self.limits)
             data = FastPath(generated.schema, generated.read_roots, document, context, variables, operation_name).run()
             if data is not None:
+                self.fast_answers += 1
                 return 200, {"data": data}
         context = RequestContext(actor, catalog, records, self.runtime.metadata, self.limits)
         result = execute(generated.schema, document, context_value=context, variable_values=variables,
