@@ -10,7 +10,7 @@ request that meets an error, goes through the executor, so errors are reported t
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from graphql import (
     GraphQLEnumType,
@@ -27,6 +27,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.language import FragmentDefinitionNode
 
 from ..metadata.errors import LowcodeError
+from .record_types import RELATED
 
 
 class FastPath:
@@ -41,7 +42,7 @@ class FastPath:
         self.operation_name = operation_name
         self.fragments: dict[str, FragmentDefinitionNode] = {}
         self.variable_values: dict[str, Any] = {}
-        self._fields: dict[tuple, dict] = {}
+        self._shapers: dict[tuple, Callable[[Any], dict]] = {}
         self._arguments: dict[int, dict] = {}
 
     def run(self) -> dict[str, Any] | None:
@@ -67,7 +68,7 @@ class FastPath:
                     continue
                 field = query_type.fields[name]
                 value = field.resolve(None, _Info(self, field, nodes, key), **self._args(field, nodes))
-                data[key] = self.complete(field.type, nodes, value)
+                data[key] = None if value is None else self._shaper(field.type, nodes)(value)
         except LowcodeError:
             return None
         return data
@@ -78,37 +79,61 @@ class FastPath:
             found = self._arguments[id(nodes[0])] = get_argument_values(field, nodes[0], self.variable_values) if field.args else {}
         return found
 
-    def _sub_fields(self, type_: GraphQLObjectType, nodes: list) -> dict:
-        key = (type_.name, *map(id, nodes))
-        found = self._fields.get(key)
-        if found is None:
-            collected = collect_sub_fields(self.schema, self.fragments, self.variable_values, type_, nodes)
-            found = self._fields[key] = {
-                response: (field_nodes, field_nodes[0].name.value, _Key(response, field_nodes[0].name.value))
-                for response, field_nodes in collected.items()}
-        return found
-
-    def complete(self, type_, nodes, value):
+    def _shaper(self, type_, nodes) -> Callable[[Any], Any]:
+        """A function turning a resolved value of ``type_`` into its response value (not null)."""
         if isinstance(type_, GraphQLNonNull):
-            type_ = type_.of_type
-        if value is None:
-            return None
+            return self._shaper(type_.of_type, nodes)
         if isinstance(type_, GraphQLList):
-            item = type_.of_type
-            return [self.complete(item, nodes, v) for v in value]
+            item = self._shaper(type_.of_type, nodes)
+            return lambda values: [None if v is None else item(v) for v in values]
         if isinstance(type_, (GraphQLScalarType, GraphQLEnumType)):
-            return type_.serialize(value)
-        result = {}
-        fields = type_.fields
-        for response, (field_nodes, name, key) in self._sub_fields(type_, nodes).items():
+            return type_.serialize
+        return self._object_shaper(type_, nodes)
+
+    def _object_shaper(self, type_: GraphQLObjectType, nodes: list) -> Callable[[Any], dict]:
+        key = (type_.name, *map(id, nodes))
+        found = self._shapers.get(key)
+        if found is not None:
+            return found
+        entries: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any] | None]] = []
+        collected = collect_sub_fields(self.schema, self.fragments, self.variable_values, type_, nodes)
+        for response, field_nodes in collected.items():
+            name = field_nodes[0].name.value
             if name == "__typename":
-                result[response] = type_.name
+                entries.append((response, _constant(type_.name), None))
                 continue
-            field = fields[name]
-            resolve = field.resolve or default_field_resolver
-            read = resolve(value, key, **self._args(field, field_nodes)) if field.args else resolve(value, key)
-            result[response] = self.complete(field.type, field_nodes, read)
-        return result
+            field = type_.fields[name]
+            entries.append((response, self._getter(field, name, response, field_nodes), self._shaper(field.type, field_nodes)))
+
+        def shape(value) -> dict:
+            result = {}
+            for response, get, complete in entries:
+                item = get(value)
+                result[response] = item if item is None or complete is None else complete(item)
+            return result
+
+        self._shapers[key] = shape
+        return shape
+
+    def _getter(self, field, name: str, response: str, nodes) -> Callable[[Any], Any]:
+        """How to read the field from its parent's value, as its resolver would."""
+        resolve = field.resolve
+        reads = getattr(resolve, "reads", None)
+        if reads is not None:
+            return lambda source: source.get(reads)
+        if getattr(resolve, "reads_response_key", False):
+            stored = RELATED + response
+            return lambda source: source.get(stored)
+        resolve = resolve or default_field_resolver
+        info = _Key(response, name)
+        args = self._args(field, nodes) if field.args else None
+        if args:
+            return lambda source: resolve(source, info, **args)
+        return lambda source: resolve(source, info)
+
+
+def _constant(value: Any) -> Callable[[Any], Any]:
+    return lambda _source: value
 
 
 class _Key:

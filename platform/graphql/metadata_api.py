@@ -12,7 +12,9 @@ import graphene
 
 from ..metadata import graphql_names
 from ..metadata.definitions import FieldDef, ObjectDef, thaw
+from ..metadata.errors import FieldError, LowcodeError
 from ..metadata.fieldtypes import registry
+from ..metadata.names import camel_case
 from .scalars import JSON, DateTime, Decimal
 
 FieldTypeName = graphene.Enum("FieldTypeName", [(name.upper(), name) for name in registry.names()],
@@ -260,6 +262,23 @@ class MetadataQuery(graphene.ObjectType):
         return info.context.metadata.changes(object, limit=max(1, min(limit, 500)))
 
 
+def _input_path(path: str | None) -> str:
+    """A definition path (``fields.1.options.max_length``) as the GraphQL input's (``input.fields.1.options.maxLength``)."""
+    segments = [s if s.isdigit() else "defaultValue" if s == "default" else camel_case(s) for s in (path or "").split(".") if s]
+    return ".".join(["input", *segments])
+
+
+def _changing(call):
+    """Run a metadata change; its error paths name the GraphQL input."""
+    try:
+        return call()
+    except LowcodeError as error:
+        error.errors = [FieldError(e.code, _input_path(e.field), e.message, e.ctx) for e in error.errors]
+        if error.field and error.field not in ("object", "field"):
+            error.field = _input_path(error.field)
+        raise
+
+
 class MetadataMutation(graphene.ObjectType):
     create_object = graphene.Field(ObjectDefinition, required=True, input=ObjectInput(required=True))
     update_object = graphene.Field(ObjectDefinition, required=True, api_name=graphene.String(required=True),
@@ -274,12 +293,12 @@ class MetadataMutation(graphene.ObjectType):
     @staticmethod
     def resolve_create_object(_root, info, input):
         context = info.context
-        return context.metadata.create_object(context.actor, _object_definition(input))
+        return _changing(lambda: context.metadata.create_object(context.actor, _object_definition(input)))
 
     @staticmethod
     def resolve_update_object(_root, info, api_name, input):
         context = info.context
-        return context.metadata.update_object(context.actor, api_name, _plain(input))
+        return _changing(lambda: context.metadata.update_object(context.actor, api_name, _plain(input)))
 
     @staticmethod
     def resolve_delete_object(_root, info, api_name):
@@ -290,12 +309,12 @@ class MetadataMutation(graphene.ObjectType):
     @staticmethod
     def resolve_create_field(_root, info, object, input):
         context = info.context
-        return context.metadata.create_field(context.actor, object, field_definition(input))
+        return _changing(lambda: context.metadata.create_field(context.actor, object, field_definition(input)))
 
     @staticmethod
     def resolve_update_field(_root, info, object, api_name, input):
         context = info.context
-        return context.metadata.update_field(context.actor, object, api_name, field_definition(input))
+        return _changing(lambda: context.metadata.update_field(context.actor, object, api_name, field_definition(input)))
 
     @staticmethod
     def resolve_delete_field(_root, info, object, api_name):

@@ -77,12 +77,16 @@ def read_value(api_name: str) -> Callable[[Any, Any], Any]:
     def resolve(record, _info):
         return record.get(api_name)
 
+    resolve.reads = api_name
     return resolve
 
 
 def read_response_key(record, info):
     """Relations and related lists are stored under ``@`` and the response key (aliases included)."""
     return record.get(RELATED + info.path.key)
+
+
+read_response_key.reads_response_key = True
 
 
 class RecordTypes:
@@ -383,7 +387,8 @@ class Connection:
 
 
 def _edges(connection: Connection, _info):
-    return list(zip(connection.branch.cursors, connection.branch.records))
+    branch = connection.branch
+    return [(branch, index) for index in range(len(branch.records))]
 
 
 def _nodes(connection: Connection, _info):
@@ -391,18 +396,20 @@ def _nodes(connection: Connection, _info):
 
 
 def _edge_cursor(edge, _info):
-    return edge[0]
+    branch, index = edge
+    return branch.cursor(index)
 
 
 def _edge_node(edge, _info):
-    return edge[1]
+    branch, index = edge
+    return branch.records[index]
 
 
 def _page_info(connection: Connection, _info):
     branch = connection.branch
     return {
         "has_next_page": branch.has_next_page, "has_previous_page": connection.after is not None,
-        "start_cursor": branch.cursors[0] if branch.cursors else None, "end_cursor": branch.end_cursor,
+        "start_cursor": branch.cursor(0) if branch.records else None, "end_cursor": branch.end_cursor,
     }
 
 

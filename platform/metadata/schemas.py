@@ -61,7 +61,7 @@ class FieldSchema(Schema):
 
 
 def _default_problem(field_type, data) -> str | None:
-    probe = FieldDef(data["api_name"], data.get("label", ""), data["type"], options=freeze(data["options"]))
+    probe = FieldDef(data.get("api_name", "field"), data.get("label", ""), data["type"], options=freeze(data["options"]))
     errors = sorted(Draft202012Validator(field_type.json_schema(probe)).iter_errors(data["default"]), key=str)
     if errors:
         return f"is not a valid {data['type']} value: {errors[0].message}"

@@ -76,18 +76,24 @@ class Branch:
         self.total_count = total_count
         self._keys = keys
         self._positions = [tuple(r.get(k.column_name) for k in keys) for r in records]
-        self._cursors: list[str] | None = None
+        self._cursors: list[str | None] | None = None
+
+    def cursor(self, index: int) -> str:
+        if self._cursors is None:
+            self._cursors = [None] * len(self.records)
+        found = self._cursors[index]
+        if found is None:
+            keys = self._keys
+            found = self._cursors[index] = encode_cursor(keys, dict(zip((k.column_name for k in keys), self._positions[index])))
+        return found
 
     @property
     def cursors(self) -> list[str]:
-        if self._cursors is None:
-            self._cursors = [encode_cursor(self._keys, dict(zip((k.column_name for k in self._keys), values)))
-                             for values in self._positions]
-        return self._cursors
+        return [self.cursor(i) for i in range(len(self.records))]
 
     @property
     def end_cursor(self) -> str | None:
-        return self.cursors[-1] if self.records else None
+        return self.cursor(len(self.records) - 1) if self.records else None
 
     def __repr__(self) -> str:
         return f"<Branch {len(self.records)} records, has_next_page={self.has_next_page}, total_count={self.total_count}>"
@@ -159,7 +165,8 @@ class TreeReader:
             shape.add(field_def, positions)
         for index, (key, (lookup, sub)) in enumerate(selection.relations.items()):
             target = self.catalog.object(obj.fields_by_name[lookup].target)
-            alias = self.catalog.table(target.api_name).alias(f"{prefix}{index}")
+            name = f"{prefix}{index}"
+            alias = self.catalog.memo(("alias", target.api_name, name), lambda: self.catalog.table(target.api_name).alias(name))
             joined = joined.outerjoin(alias, and_(
                 alias.c.id == table.c[lookup], alias.c.deleted_at.is_(None), self.scope(target, alias)))
             joined, inner = self._join(target, alias, joined, sub, [], columns, f"{prefix}{index}")

@@ -92,7 +92,7 @@ class FieldType(ABC):
     def change_problem(self, old: "FieldDef", new: "FieldDef") -> str | None:
         """Why changing ``old`` into ``new`` (this type) would lose data, or ``None`` if safe."""
         if old.type != new.type and old.type not in self.safe_changes_from:
-            return f"a {old.type} field cannot become a {new.type} field without losing data; add a new field and copy the values instead"
+            return f"{_article(old.type)} {old.type} field cannot become {_article(new.type)} {new.type} field without losing data; add a new field and copy the values instead"
         return None
 
     def stored_value_change(self, old: "FieldDef", new: "FieldDef", column, dialect_name: str):
@@ -115,6 +115,10 @@ class FieldType(ABC):
         if op in ("contains", "starts_with"):
             return {"type": "string"}
         return self.json_schema(field)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _identity(value: Any) -> Any:
