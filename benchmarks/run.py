@@ -3,9 +3,12 @@
 
     python3 benchmarks/run.py [--postgres URL] [--only NAME[,NAME]] [--rows N] [--json PATH] [--profile]
 
+The GraphQL benchmarks (graphql_list, graphql_get, schema_build) live in graphql_bench.py.
+
 SQLite (a temporary file) always; PostgreSQL too with --postgres URL or LOWCODE_BENCH_POSTGRES_URL
-(its public schema is DROPPED and recreated before every benchmark). Nothing is asserted: the
-results are printed as a table, and written as JSON with --json. See benchmarks/README.md.
+(its public schema is DROPPED and recreated before every benchmark, except between graphql_list and
+graphql_get, which share their data). No speed is asserted: the results are printed as a table, and
+written as JSON with --json. See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from time import perf_counter
 
+import graphql_bench
 from jsonschema import Draft202012Validator
-
 from lowcode.metadata.actors import SYSTEM_ACTOR
 from lowcode.metadata.catalog import load_catalog
 from lowcode.metadata.database import database_engine
@@ -82,8 +85,10 @@ class Report:
 def fmt(value, unit):
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return f"{value}{' ' + unit if unit else ''}"
-    if unit == "rows/s":
-        return f"{value:,.0f} rows/s"
+    if unit in ("rows/s", "req/s"):
+        return f"{value:,.0f} {unit}"
+    if unit == "x":
+        return f"{value:.2f}x"
     if unit in ("s", "ms"):
         return f"{value:,.3f} {unit}" if value < 10 else f"{value:,.1f} {unit}"
     if unit == "µs":
@@ -321,8 +326,11 @@ def percentile(samples, pct):
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
-BENCHMARKS = {"bulk_insert": bench_bulk_insert, "catalog_build": bench_catalog_build, "add_field_1m": bench_add_field}
+BENCHMARKS = {"bulk_insert": bench_bulk_insert, "catalog_build": bench_catalog_build, "add_field_1m": bench_add_field,
+              **graphql_bench.BENCHMARKS}
 POSTGRES_ONLY = {"add_field_1m"}
+SHARED_DATA = graphql_bench.SHARED_DATA
+"""Benchmarks of one group run on the same database when they follow each other (no reset between)."""
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -355,7 +363,18 @@ def parse_args(argv=None):
     parser.add_argument("--repeat", type=int, default=10, help="catalog_build: load_catalog runs (default 10)")
     parser.add_argument("--ddl-rows", type=int, default=1_000_000, help="add_field_1m: rows in the table (default 1000000)")
     parser.add_argument("--baseline", type=float, default=1.0, help="add_field_1m: seconds of writes before each DDL (default 1)")
-    parser.add_argument("--profile", action="store_true", help="bulk_insert: also print a cProfile of bulk_create")
+    parser.add_argument("--gql-rows", type=int, default=200_000, help="graphql_list/get: opportunities (default 200000)")
+    parser.add_argument("--gql-runs", type=int, default=200, help="graphql_list/get: timed requests (default 200)")
+    parser.add_argument("--gql-warmup", type=int, default=20, help="graphql_list/get: untimed requests first (default 20)")
+    parser.add_argument("--rps-threads", type=int, default=4, help="graphql_get: client threads against gunicorn (default 4)")
+    parser.add_argument("--rps-requests", type=int, default=2_000, help="graphql_get: requests per client thread (default 2000)")
+    parser.add_argument("--schema-objects", type=int, default=100, help="schema_build: objects (default 100)")
+    parser.add_argument("--schema-fields", type=int, default=30, help="schema_build: fields per object (default 30)")
+    parser.add_argument("--schema-repeat", type=int, default=7, help="schema_build: timed builds (default 7)")
+    parser.add_argument("--schema-changes", type=int, default=5, help="schema_build: metadata changes timed (default 5)")
+    parser.add_argument("--profile", action="store_true",
+                        help="bulk_insert: also print a cProfile of bulk_create; graphql_list: of the request path")
+    parser.add_argument("--gql-profile-runs", type=int, default=50, help="graphql_list --profile: requests profiled (default 50)")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
     args = parser.parse_args(argv)
     only = {n.strip() for item in args.only or [] for n in item.split(",") if n.strip()}
@@ -370,28 +389,39 @@ def main(argv=None):
     args = parse_args(argv)
     backends = ["sqlite"] + (["postgresql"] if args.postgres else [])
     report = Report()
-    workdir = tempfile.mkdtemp(prefix="lowcode-bench-")
+    workdir = args.workdir = tempfile.mkdtemp(prefix="lowcode-bench-")
     try:
         for backend in backends:
-            for name, bench in BENCHMARKS.items():
-                if name not in args.only:
-                    continue
-                print(f"[{backend}] {name}", flush=True)
-                if name in POSTGRES_ONLY and backend != "postgresql":
-                    report.add(name, backend, "skipped", "PostgreSQL only", "", "" if args.postgres else "pass --postgres URL to run it")
-                    continue
-                rt = fresh_runtime(backend, args.postgres, workdir, name)
-                try:
-                    bench(rt, backend, report, args)
-                finally:
-                    rt.close()
+            kept = None  # (data group, runtime) kept for the next benchmark of the same group
+            try:
+                for name, bench in BENCHMARKS.items():
+                    if name not in args.only:
+                        continue
+                    print(f"[{backend}] {name}", flush=True)
+                    if name in POSTGRES_ONLY and backend != "postgresql":
+                        report.add(name, backend, "skipped", "PostgreSQL only", "", "" if args.postgres else "pass --postgres URL to run it")
+                        continue
+                    group = SHARED_DATA.get(name)
+                    if kept and (group is None or kept[0] != group):
+                        kept[1].close()
+                        kept = None
+                    rt = kept[1] if kept else fresh_runtime(backend, args.postgres, workdir, name)
+                    kept = (group, rt) if group else None
+                    try:
+                        bench(rt, backend, report, args)
+                    finally:
+                        if not kept:
+                            rt.close()
+            finally:
+                if kept:
+                    kept[1].close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report.print_table()
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"python": sys.version.split()[0], "at": datetime.now(timezone.utc).isoformat(),
-                       "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items() if k != "postgres"},
+                       "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items() if k not in ("postgres", "workdir")},
                        "results": report.rows}, out, indent=2, default=str)
         print(f"\nresults written to {args.json}")
 

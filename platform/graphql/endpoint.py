@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLError, execute, parse, specified_rules, validate
@@ -23,6 +23,7 @@ from ..runtime.runtime import Runtime
 from .errors import bad_query, format_error
 from .fast_path import FastPath
 from .limits import Limits, depth_rule
+from .planning import operation_cost
 from .schema import GeneratedSchema, build_schema
 
 DOCUMENT_CACHE_SIZE = 500
@@ -38,8 +39,6 @@ class RequestContext:
     records: RecordService
     metadata: MetadataService
     limits: Limits
-    cost: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Documents:
@@ -119,6 +118,12 @@ class GraphQLEndpoint:
             return 400, {"errors": [format_error(e) for e in errors]}
         records = self.runtime.records.at(catalog, conn)
         generated = documents.generated
+        cost = operation_cost(generated.schema, generated.types, document, operation_name, variables,
+                              RequestContext(actor, catalog, records, self.runtime.metadata, self.limits))
+        if cost is not None and cost > self.limits.max_cost:
+            return 400, {"errors": [bad_query(
+                f"The request could return up to {cost} records, more than the limit of {self.limits.max_cost}; "
+                "ask for smaller pages or fewer nested lists.", cost=cost, limit=self.limits.max_cost)]}
         if self.fast_path:
             context = RequestContext(actor, catalog, records, self.runtime.metadata, self.limits)
             data = FastPath(generated.schema, generated.read_roots, document, context, variables, operation_name).run()

@@ -27,6 +27,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.language import FragmentDefinitionNode
 
 from ..metadata.errors import LowcodeError
+from .planning import PlanningInfo
 from .record_types import RELATED
 
 
@@ -67,7 +68,8 @@ class FastPath:
                     data[key] = query_type.name
                     continue
                 field = query_type.fields[name]
-                value = field.resolve(None, _Info(self, field, nodes, key), **self._args(field, nodes))
+                info = PlanningInfo(self.schema, self.fragments, self.variable_values, self.context, field, nodes, key)
+                value = field.resolve(None, info, **self._args(field, nodes))
                 data[key] = None if value is None else self._shaper(field.type, nodes)(value)
         except LowcodeError:
             return None
@@ -148,17 +150,3 @@ class _Key:
     @property
     def path(self) -> "_Key":
         return self
-
-
-class _Info:
-    """The part of a resolve-info that root resolvers and the planner read."""
-
-    def __init__(self, fast: FastPath, field, nodes, key: str):
-        self.field_name = nodes[0].name.value
-        self.field_nodes = nodes
-        self.return_type = field.type
-        self.schema = fast.schema
-        self.fragments = fast.fragments
-        self.variable_values = fast.variable_values
-        self.context = fast.context
-        self.path = _Key(key, self.field_name)

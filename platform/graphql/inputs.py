@@ -79,10 +79,11 @@ def graphql_path(catalog: Catalog, obj: ObjectDef, path: str | None, prefix: str
 
 
 def in_graphql_names(error: LowcodeError, catalog: Catalog, obj: ObjectDef, prefix: str | None = None) -> LowcodeError:
-    """``error`` with its field paths in GraphQL names (under ``prefix``, the argument)."""
+    """``error`` with its field paths in GraphQL names; the paths of its list of problems lie under
+    ``prefix`` (the input argument), its own field names an argument."""
     error.errors = [
         FieldError(e.code, graphql_path(catalog, obj, e.field, prefix), e.message, e.ctx) for e in error.errors
     ]
     if error.field:
-        error.field = graphql_path(catalog, obj, error.field, prefix)
+        error.field = graphql_path(catalog, obj, error.field)
     return error

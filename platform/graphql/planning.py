@@ -4,19 +4,27 @@ The root resolver of a record query calls :func:`plan_record` or :func:`plan_con
 ``info``: fragments, directives (``@skip``/``@include``) and variables are resolved the way the
 executor will resolve them, every relation below becomes part of one
 :class:`~lowcode.runtime.reading.Selection`, and the rows the plan may return are counted
-against the request's cost budget before anything runs.
+against the request's cost budget (:func:`operation_cost`) before anything runs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import GraphQLObjectType, GraphQLResolveInfo, get_named_type
-from graphql.execution.collect_fields import collect_sub_fields
-from graphql.execution.values import get_argument_values
-from graphql.language import FieldNode
+from graphql import (
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    OperationType,
+    get_named_type,
+    get_operation_ast,
+)
+from graphql.execution.collect_fields import collect_fields, collect_sub_fields
+from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.language import FieldNode, FragmentDefinitionNode
 
 from ..metadata.definitions import ObjectDef
+from ..metadata.errors import LowcodeError
 from ..runtime.reading import Children, Selection, Window
 from .errors import QueryRejected
 from .inputs import filter_spec
@@ -98,12 +106,57 @@ class Planner:
         return window, selection, cost
 
 
-def check_cost(context: Any, cost: int) -> None:
-    """Charge ``cost`` records to the request; refuse the query when it would pass the budget."""
-    context.cost += cost
-    limit = context.limits.max_cost
-    if context.cost > limit:
-        raise QueryRejected(
-            f"The query could return up to {context.cost} records, more than the limit of {limit}; ask for smaller pages or fewer nested lists.",
-            cost=context.cost, limit=limit,
-        )
+class PlanningInfo:
+    """The part of a resolve-info the planner and the root resolvers read, for planning outside
+    the executor (the request's cost, the fast path)."""
+
+    def __init__(self, schema, fragments, variables: dict, context, field, nodes: list[FieldNode], key: str):
+        self.field_name = nodes[0].name.value
+        self.field_nodes = nodes
+        self.return_type = field.type
+        self.schema = schema
+        self.fragments = fragments
+        self.variable_values = variables
+        self.context = context
+        self.path = _Path(key)
+
+
+class _Path:
+    __slots__ = ("key",)
+
+    def __init__(self, key: str):
+        self.key = key
+
+
+def operation_cost(schema, types, document, operation_name: str | None, variables: dict, context) -> int | None:
+    """The records the whole operation may read or return, summed over its root fields before any
+    of them runs; ``None`` when the request is malformed (the executor then reports why)."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return None
+    values = get_variable_values(schema, operation.variable_definitions or [], variables)
+    if isinstance(values, list):
+        return None
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    root = schema.mutation_type if operation.operation == OperationType.MUTATION else schema.query_type
+    total = 0
+    for key, nodes in collect_fields(schema, fragments, values, root, operation.selection_set).items():
+        name = nodes[0].name.value
+        kind, obj = types.root_kinds.get(name, (None, None))
+        if kind is None or kind == "delete":
+            continue
+        field = root.fields[name]
+        planner = Planner(PlanningInfo(schema, fragments, values, context, field, nodes, key), types, context.limits)
+        try:
+            args = get_argument_values(field, nodes[0], values)
+            named = get_named_type(field.type)
+            if kind == "list":
+                total += planner.connection(obj, named, nodes, args)[2]
+            elif kind == "aggregate":
+                total += 1
+            else:
+                rows = len(args.get("inputs") or args.get("items") or []) if kind.endswith("_many") else 1
+                total += planner.record(obj, named, nodes, rows)[1]
+        except (LowcodeError, GraphQLError):
+            continue
+    return total

@@ -102,6 +102,8 @@ class RecordTypes:
         self.objects_by_type: dict[str, ObjectDef] = {}
         self.read_roots: set[str] = set()
         """Root query fields that only read records (answered by the fast path)."""
+        self.root_kinds: dict[str, tuple[str, ObjectDef]] = {}
+        """Root field -> (``get``, ``list``, ``aggregate``, ``create``, ..., the object)."""
         self._types: dict[str, Any] = {}
         self._enums: dict[tuple[str, str], GraphQLEnumType] = {}
         for obj in catalog.objects.values():
@@ -248,7 +250,7 @@ class RecordTypes:
         return self.shared[name] if name else None
 
     def _choice_filter(self, obj: ObjectDef, field: FieldDef) -> GraphQLInputObjectType:
-        name = names.enum_type_name(obj, field) + "Filter"
+        name = names.choice_filter_type_name(obj, field)
 
         def build():
             item = self.enum_type(obj, field) if names.is_enum(field) else GraphQLString
@@ -333,6 +335,8 @@ class RecordTypes:
         r = self.resolvers
         recycle_bin = GraphQLArgument(GraphQLBoolean, default_value=False, description="Read the recycle bin instead.")
         for obj in self.catalog.objects.values():
+            self.root_kinds.update({names.get_field(obj): ("get", obj), names.list_field(obj): ("list", obj),
+                                    names.aggregate_field(obj): ("aggregate", obj)})
             fields[names.get_field(obj)] = GraphQLField(
                 self.record_type(obj), {"id": GraphQLArgument(GraphQLNonNull(GraphQLID)), "inRecycleBin": recycle_bin},
                 resolve=r.get(obj), description=f"One {obj.label} by id.")
@@ -355,6 +359,7 @@ class RecordTypes:
             record_id = GraphQLArgument(GraphQLNonNull(GraphQLID))
             creating, updating = self.input_type(obj, True), self.input_type(obj, False)
             named = names.mutation_fields(obj)
+            self.root_kinds.update({name: (kind, obj) for kind, name in named.items()})
             fields[named["create"]] = GraphQLField(GraphQLNonNull(record), {"input": GraphQLArgument(GraphQLNonNull(creating))},
                                                    resolve=r.create(obj))
             fields[named["create_many"]] = GraphQLField(

@@ -14,7 +14,7 @@ from ..metadata.graphql_names import value_field
 from ..runtime.reading import Branch, Selection
 from .errors import QueryRejected
 from .inputs import filter_spec, in_graphql_names, record_values
-from .planning import Planner, check_cost
+from .planning import Planner
 from .record_types import RELATED, Connection
 
 
@@ -29,9 +29,8 @@ class Resolvers:
         return Planner(info, self.types, info.context.limits)
 
     def _record_selection(self, info: GraphQLResolveInfo, obj: ObjectDef, rows: int = 1) -> Selection:
-        selection, cost = self._planner(info).record(obj, get_named_type(info.return_type), info.field_nodes, rows)
-        check_cost(info.context, cost)
-        return selection
+        """What to read of each record returned; planned before any write, so a bad selection writes nothing."""
+        return self._planner(info).record(obj, get_named_type(info.return_type), info.field_nodes, rows)[0]
 
     def _guard(self, info: GraphQLResolveInfo, obj: ObjectDef, call: Callable[[], Any], prefix: str | None = None) -> Any:
         try:
@@ -48,9 +47,8 @@ class Resolvers:
         if len(items) > cap:
             raise QueryRejected(f"At most {cap} records per call; split the batch.", field=argument, limit=cap)
 
-    def _written(self, info, obj: ObjectDef, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _written(self, info, obj: ObjectDef, selection: Selection, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """What the mutation returns: the written records, re-read only when relations are asked for."""
-        selection = self._record_selection(info, obj, len(records))
         if not self._needs_reading(selection):
             return records
         context = info.context
@@ -61,7 +59,7 @@ class Resolvers:
     def get(self, obj: ObjectDef):
         def resolve(_root, info, id, inRecycleBin=False):
             context = info.context
-            selection = self._record_selection(info, obj)
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj))
             return self._guard(info, obj, lambda: context.records.read_record(
                 context.actor, obj.api_name, id, selection, deleted=bool(inRecycleBin)))
         return resolve
@@ -72,7 +70,6 @@ class Resolvers:
             planner = self._planner(info)
             window, selection, cost = self._guard(info, obj, lambda: planner.connection(
                 obj, get_named_type(info.return_type), info.field_nodes, args, bool(inRecycleBin)))
-            check_cost(context, cost)
             branch = self._guard(info, obj, lambda: context.records.read_page(context.actor, obj.api_name, window, selection))
             return Connection(branch, window.after)
         return resolve
@@ -86,7 +83,6 @@ class Resolvers:
             context = info.context
             measures = self._measures(info, obj)
             group_by = [{"field": name, "granularity": granularity} for name, granularity in groupBy or []]
-            check_cost(context, 1)
             return self._guard(info, obj, lambda: context.records.aggregate(
                 context.actor, obj.api_name, filter=filter_spec(self.types, obj, filter), group_by=group_by, measures=measures))
         return resolve
@@ -111,33 +107,37 @@ class Resolvers:
     def create(self, obj: ObjectDef):
         def resolve(_root, info, input):
             context = info.context
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj))
             values = record_values(self.types, obj, input)
             record = self._guard(info, obj, lambda: context.records.create(context.actor, obj.api_name, values), "input")
-            return self._written(info, obj, [record])[0]
+            return self._written(info, obj, selection, [record])[0]
         return resolve
 
     def create_many(self, obj: ObjectDef):
         def resolve(_root, info, inputs):
             context = info.context
             self._bulk_cap(info, inputs, "inputs")
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj, len(inputs)))
             values = [record_values(self.types, obj, item) for item in inputs]
             records = self._guard(info, obj, lambda: context.records.bulk_create(context.actor, obj.api_name, values), "inputs")
-            return self._written(info, obj, records)
+            return self._written(info, obj, selection, records)
         return resolve
 
     def update(self, obj: ObjectDef):
         def resolve(_root, info, id, input, expectedVersion=None):
             context = info.context
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj))
             values = record_values(self.types, obj, input)
             record = self._guard(info, obj, lambda: context.records.update(
                 context.actor, obj.api_name, id, values, expected_version=expectedVersion), "input")
-            return self._written(info, obj, [record])[0]
+            return self._written(info, obj, selection, [record])[0]
         return resolve
 
     def update_many(self, obj: ObjectDef):
         def resolve(_root, info, items):
             context = info.context
             self._bulk_cap(info, items, "items")
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj, len(items)))
             changes = [{"id": item["id"], "values": record_values(self.types, obj, item["input"]),
                         "expected_version": item.get("expectedVersion")} for item in items]
             try:
@@ -146,7 +146,7 @@ class Resolvers:
                 raise _item_paths(in_graphql_names(error, context.catalog, obj)) from None
             except LowcodeError as error:
                 raise in_graphql_names(error, context.catalog, obj) from None
-            return self._written(info, obj, records)
+            return self._written(info, obj, selection, records)
         return resolve
 
     def delete(self, obj: ObjectDef):
@@ -159,8 +159,9 @@ class Resolvers:
     def restore(self, obj: ObjectDef):
         def resolve(_root, info, id):
             context = info.context
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj))
             record = self._guard(info, obj, lambda: context.records.restore(context.actor, obj.api_name, id))
-            return self._written(info, obj, [record])[0]
+            return self._written(info, obj, selection, [record])[0]
         return resolve
 
 

@@ -25,11 +25,14 @@ DATE_GRANULARITIES = ("day", "month", "quarter", "year")
 PLATFORM_TYPE_NAMES = frozenset("""
     Query Mutation String Int Float Boolean ID Decimal Date DateTime JSON Geolocation GeolocationInput
     PageInfo StringFilter LongTextFilter IntFilter DecimalFilter DateFilter DateTimeFilter BooleanFilter
-    IDFilter NullFilter ObjectDefinition FieldDefinition FieldTypeName FieldOptions FieldOptionsInput
+    IDFilter NullFilter ObjectDefinition FieldDefinition FieldTypeName FieldTypeInfo FieldOptions FieldOptionsInput
     PicklistValue PicklistValueInput OnDelete ObjectInput ObjectUpdateInput FieldInput FieldUpdateInput
-    MetadataChange DeleteResult
+    MetadataChange
 """.split())
 """Names of the types every schema has, which no object may generate."""
+
+FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
+"""Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
 
 PLATFORM_QUERY_FIELDS = frozenset({"objects", "object", "fieldTypes", "metadataChanges", "metadataVersion"})
 PLATFORM_MUTATION_FIELDS = frozenset({
@@ -46,8 +49,17 @@ def enum_type_name(obj: ObjectDef, field: FieldDef) -> str:
     return pascal_case(obj.api_name) + pascal_case(field.api_name)
 
 
+def is_choice(field: FieldDef) -> bool:
+    return field.type in ("picklist", "multi_picklist")
+
+
 def is_enum(field: FieldDef) -> bool:
-    return field.type in ("picklist", "multi_picklist") and field.options.get("restricted", True)
+    return is_choice(field) and field.options.get("restricted", True)
+
+
+def choice_filter_type_name(obj: ObjectDef, field: FieldDef) -> str:
+    """The filter input of a picklist, restricted or not: ``OpportunityStageFilter``."""
+    return enum_type_name(obj, field) + "Filter"
 
 
 def enum_value_name(value_api_name: str) -> str:
@@ -192,10 +204,11 @@ def find_collisions(objects: Mapping[str, ObjectDef]) -> list[Collision]:
     for obj in objects.values():
         for suffix in TYPE_SUFFIXES:
             types[type_name(obj, suffix)].append(_object_source(obj))
-        for field in obj.fields:
+        for field in filter(is_choice, obj.fields):
+            picklist = Source(obj.api_name, field.api_name, "api_name", f"picklist '{obj.api_name}.{field.api_name}'")
             if is_enum(field):
-                types[enum_type_name(obj, field)].append(
-                    Source(obj.api_name, field.api_name, "api_name", f"picklist '{obj.api_name}.{field.api_name}'"))
+                types[enum_type_name(obj, field)].append(picklist)
+            types[choice_filter_type_name(obj, field)].append(picklist)
         query[get_field(obj)].append(_object_source(obj))
         query[list_field(obj)].append(_object_source(obj, "plural_api_name"))
         query[aggregate_field(obj)].append(_object_source(obj))
@@ -214,6 +227,9 @@ def find_collisions(objects: Mapping[str, ObjectDef]) -> list[Collision]:
         for name, sources in _record_field_sources(obj, children).items():
             if len(sources) > 1:
                 found.append(Collision("field", f"{type_name(obj)}.{name}", tuple(sources), (obj.api_name,)))
+            if name in FILTER_LOGIC_FIELDS:
+                found.extend(Collision("field", f"{type_name(obj, 'Filter')}.{name}", (s,), (obj.api_name,), reserved=True)
+                             for s in sources if s.setting == "api_name")
     return found
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as _POSTGRES_RESERVED
 from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
@@ -74,11 +75,13 @@ def constraint_name(kind: str, table: str, column: str) -> str:
     return f"{kind}_{table[:24]}_{column[:24]}_{digest}"
 
 
+@lru_cache(maxsize=65536)
 def pascal_case(api_name: str) -> str:
     """GraphQL type name: ``sales_order`` becomes ``SalesOrder``."""
     return "".join(part[:1].upper() + part[1:] for part in api_name.split("_"))
 
 
+@lru_cache(maxsize=65536)
 def camel_case(api_name: str) -> str:
     """GraphQL field name: ``close_date`` becomes ``closeDate``."""
     pascal = pascal_case(api_name)

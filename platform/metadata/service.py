@@ -6,10 +6,11 @@ checked against the Catalog, and every problem is reported at once.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from sqlalchemy import (
     Connection,
@@ -40,7 +41,8 @@ from .errors import (
     UnsafeChange,
 )
 from .fieldtypes.auto_number import render
-from .names import SYSTEM_FIELD_NAMES, camel_case, pascal_case
+from .graphql_names import Collision, Source, find_collisions
+from .names import SYSTEM_FIELD_NAMES
 from .schemas import FieldSchema, ObjectSchema, ObjectUpdateSchema, load
 from .versions import VersionSource, lock_and_bump
 
@@ -67,6 +69,9 @@ SYSTEM_OBJECTS = (
 )
 """Objects every installation has; they cannot be deleted (later issues give them behaviour)."""
 
+
+INSTALL_LOCK = 0x6C6F77636F6465
+"""PostgreSQL advisory lock key serialising installs ("lowcode")."""
 
 LOCK_TIMEOUT = "10s"
 """How long a metadata change waits for a busy table before giving up (PostgreSQL), so that a
@@ -100,15 +105,22 @@ class MetadataService:
 
     # -- installation -----------------------------------------------------------------------
     def install(self) -> None:
-        """Create the platform tables and system objects when missing; safe to run again."""
+        """Create the platform tables and system objects when missing; safe to run again, also by
+        several processes at once (workers starting on a new database)."""
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            if not is_sqlite(conn):
+                conn.execute(select(func.pg_advisory_xact_lock(INSTALL_LOCK)))
             store.platform_metadata.create_all(conn)
             if conn.execute(select(store.meta_version.c.version)).first() is None:
                 conn.execute(insert(store.meta_version).values(id=1, version=0))
         catalog = self.cache.current()
         missing = [o for o in SYSTEM_OBJECTS if o["api_name"] not in catalog.objects]
         if missing:
-            self._create_objects(SYSTEM_ACTOR, [dict(o) for o in missing], system=True)
+            try:
+                self._create_objects(SYSTEM_ACTOR, [dict(o) for o in missing], system=True)
+            except InvalidDefinition:
+                if any(o["api_name"] not in self.cache.current().objects for o in SYSTEM_OBJECTS):
+                    raise
 
     # -- reading ----------------------------------------------------------------------------
     def catalog(self) -> Catalog:
@@ -140,6 +152,9 @@ class MetadataService:
             for i, (obj, problems, header_ok) in enumerate(drafts):
                 problems = problems + _object_problems(change.catalog, obj, names, valid, check_object=header_ok)
                 errors.extend(e.at(i) if several else e for e in problems)
+            created = _new_drafts(change.catalog, drafts, definitions)
+            after = {**change.catalog.objects, **{name: obj for name, (_, obj, _) in created.items()}}
+            errors.extend(_collision_errors(change.catalog, after, _path_in_definitions(created, several), errors))
             if errors:
                 raise InvalidDefinition("The object definition has problems; fix the listed fields.", errors=errors)
             new_objects = valid
@@ -201,6 +216,8 @@ class MetadataService:
             field = _field_def(data, max((f.position for f in obj.fields), default=-1) + 1)
             grown = replace(obj, fields=(*obj.fields, field))
             problems = _object_problems(change.catalog, grown, change.catalog.objects, [grown], only=field)
+            problems += _collision_errors(change.catalog, {**change.catalog.objects, obj.api_name: grown},
+                                          _path_in_field(obj, field), problems)
             if problems:
                 raise InvalidDefinition("The field definition has problems; fix the listed fields.", errors=problems)
             if field.type == "master_detail" and _has_rows(change.conn, obj):
@@ -236,6 +253,8 @@ class MetadataService:
                 raise UnsafeChange(problem, field="type" if old.type != new.type else "options", old_type=old.type, new_type=new.type)
             changed = replace(obj, fields=tuple(new if f.api_name == field_api_name else f for f in obj.fields))
             problems = _object_problems(change.catalog, changed, change.catalog.objects, [changed], only=new)
+            problems += _collision_errors(change.catalog, {**change.catalog.objects, obj.api_name: changed},
+                                          _path_in_field(obj, new), problems)
             if problems:
                 raise InvalidDefinition("The field change has problems; fix the listed fields.", errors=problems)
             if new.unique and not old.unique:
@@ -396,7 +415,7 @@ def _refuse_duplicates(conn: Connection, obj: ObjectDef, field: FieldDef) -> Non
 
 def _object_problems(catalog: Catalog, obj: ObjectDef, names: dict[str, Any], new_objects: list[ObjectDef],
                      only: FieldDef | None = None, check_object: bool = True) -> list[FieldError]:
-    """Checks that need the Catalog: name clashes, GraphQL name collisions, lookup targets."""
+    """Checks that need the Catalog: names taken or reserved, lookup targets (GraphQL names: :func:`_collision_errors`)."""
     problems: list[FieldError] = []
     creating = only is None
     if creating and check_object:
@@ -414,23 +433,80 @@ def _object_problems(catalog: Catalog, obj: ObjectDef, names: dict[str, Any], ne
             clash = taken.get(name)
             if clash and not (key == "api_name" and name in catalog.objects):
                 problems.append(FieldError("DUPLICATE", key, f"'{name}' is already used by object '{clash}'"))
-            if (clash_type := next((o.api_name for o in others if pascal_case(o.api_name) == pascal_case(name) and o.api_name != name), None)):
-                problems.append(FieldError("NAME_COLLISION", key, f"'{name}' gives the same GraphQL name as object '{clash_type}'"))
-    seen_camel: dict[str, str] = {camel_case(n): n for n in SYSTEM_FIELD_NAMES}
+    seen: set[str] = set()
     for field in obj.fields:
         path = f"fields.{field.position}" if creating else None
         at = (lambda e, p=path: e.at(p) if p else e)
-        camel = camel_case(field.api_name)
         checking = creating or field is only
         if checking and field.api_name in SYSTEM_FIELD_NAMES:
             problems.append(at(FieldError("RESERVED_NAME", "api_name", f"'{field.api_name}' is a system field name")))
-        elif camel in seen_camel and checking:
-            clash = seen_camel[camel]
-            code, message = ("DUPLICATE", f"a field named '{clash}' already exists") if clash == field.api_name else (
-                "NAME_COLLISION", f"gives the same GraphQL name as field '{clash}'")
-            problems.append(at(FieldError(code, "api_name", message)))
-        seen_camel.setdefault(camel, field.api_name)
+        elif checking and field.api_name in seen:
+            problems.append(at(FieldError("DUPLICATE", "api_name", f"a field named '{field.api_name}' already exists")))
+        seen.add(field.api_name)
         if checking and field.target and field.target not in names:
             problems.append(at(FieldError("UNKNOWN_TARGET", "options.target", f"there is no object named '{field.target}'")))
     return problems
 
+
+def _new_drafts(catalog: Catalog, drafts: list[tuple[ObjectDef, list[FieldError], bool]],
+                definitions: list[Any]) -> dict[str, tuple[int, ObjectDef, bool]]:
+    """The objects a creation adds, by name: their index, draft and whether a plural was given."""
+    return {
+        obj.api_name: (i, obj, isinstance(definition, dict) and bool(definition.get("plural_api_name")))
+        for i, ((obj, _, header_ok), definition) in enumerate(zip(drafts, definitions))
+        if header_ok and obj.api_name not in catalog.objects
+    }
+
+
+def _path_in_definitions(created: Mapping[str, tuple[int, ObjectDef, bool]], several: bool) -> Callable[[Source], str | None]:
+    """Where a GraphQL name's source sits in the definitions being created (``1.fields.2.api_name``);
+    a defaulted plural is blamed on the ``api_name`` it comes from."""
+    def path_of(source: Source) -> str | None:
+        if source.object not in created:
+            return None
+        index, obj, plural_given = created[source.object]
+        path = "api_name" if source.setting == "plural_api_name" and not plural_given else source.setting
+        if source.field is not None:
+            field = obj.fields_by_name[source.field]
+            if field.system:
+                return None
+            path = f"fields.{field.position}.{path}"
+        return f"{index}.{path}" if several else path
+    return path_of
+
+
+def _path_in_field(obj: ObjectDef, field: FieldDef) -> Callable[[Source], str | None]:
+    """The setting of the field being created or changed that gives a GraphQL name, if it is the source."""
+    return lambda source: source.setting if (source.object, source.field) == (obj.api_name, field.api_name) else None
+
+
+def _collision_errors(catalog: Catalog, after: Mapping[str, ObjectDef], path_of: Callable[[Source], str | None],
+                      known: list[FieldError]) -> list[FieldError]:
+    """NAME_COLLISION for the GraphQL names a change would make collide, one per setting to fix and party
+    it collides with. Only collisions the change takes part in (``path_of`` names one of its settings)
+    and that did not exist before are its doing; those touching a setting already reported follow from
+    that problem."""
+    involved: list[tuple[Collision, list[str | None]]] = []
+    for collision in find_collisions(after):
+        paths = [path_of(s) for s in collision.sources]
+        if any(paths):
+            involved.append((collision, paths))
+    if not involved:
+        return []
+    existing = set(catalog.memo(("graphql_collisions",), lambda: find_collisions(catalog.objects)))
+    reported = {e.field for e in known}
+    groups: dict[tuple[str, frozenset[str], bool], list[Collision]] = defaultdict(list)
+    for collision, paths in involved:
+        blamed = [p for p in dict.fromkeys(paths) if p]
+        if collision in existing or reported.intersection(blamed):
+            continue
+        for path in blamed:
+            others = frozenset(s.what for s, p in zip(collision.sources, paths) if p != path)
+            groups[(path, others, collision.reserved)].append(collision)
+    return [_collision_error(path, group) for (path, _, _), group in groups.items()]
+
+
+def _collision_error(path: str, group: list[Collision]) -> FieldError:
+    more = len(group) - 1
+    message = group[0].message + (f" (and {more} more GraphQL name{'s' if more > 1 else ''})" if more else "")
+    return FieldError("NAME_COLLISION", path, message, {"graphql_names": [c.name for c in group]})

@@ -21,6 +21,8 @@ from ..metadata.fieldtypes.base import LIST_OPERATORS
 
 MAX_DEPTH = 8
 MAX_LIST = 1000
+MAX_PATTERN = 1000
+"""Longest text a ``contains``/``starts_with`` filter searches for (SQLite refuses LIKE patterns past 50,000 bytes)."""
 BOOLEAN_KEYS = ("and", "or", "not")
 
 RowFilter = Callable[[ObjectDef, Table], ColumnElement[bool]]
@@ -113,6 +115,9 @@ class FilterCompiler:
             if error is not None:
                 self.errors.append(FieldError("INVALID_VALUE", path, f"is not a valid value for '{op}' on a {field.type} field: {error.message}"))
                 return _INVALID
+        if op in ("contains", "starts_with") and isinstance(value, str) and len(value) > MAX_PATTERN:
+            self.errors.append(FieldError("TOO_LONG", path, f"may be at most {MAX_PATTERN} characters"))
+            return _INVALID
         if op in LIST_OPERATORS and len(value) > MAX_LIST:
             self.errors.append(FieldError("TOO_MANY", path, f"may list at most {MAX_LIST} values"))
             return _INVALID

@@ -30,7 +30,8 @@ class SortKey:
 
 
 def parse_order(obj: ObjectDef, order_by: list[str] | None) -> list[SortKey]:
-    """``["-amount", "name"]``: amount descending, then name ascending, then id."""
+    """``["-amount", "name"]``: amount descending, then name ascending, then id (ascending unless
+    the order names it; keys after ``id`` could never matter and are dropped)."""
     keys: list[SortKey] = []
     errors: list[FieldError] = []
     for i, item in enumerate(order_by or []):
@@ -43,11 +44,14 @@ def parse_order(obj: ObjectDef, order_by: list[str] | None) -> list[SortKey]:
             errors.append(FieldError("UNKNOWN_FIELD", f"order_by.{i}", f"'{obj.api_name}' has no field named '{name}'"))
         elif not field.field_type.sortable:
             errors.append(FieldError("NOT_SORTABLE", f"order_by.{i}", f"a {field.type} field cannot be sorted on"))
-        elif name != "id":
+        else:
             keys.append(SortKey(field, item.startswith("-")))
+            if name == "id":
+                break
     if errors:
         raise ValidationFailed("The order has problems; fix the listed parts.", errors=errors)
-    keys.append(SortKey(obj.field("id"), False))
+    if not keys or keys[-1].column_name != "id":
+        keys.append(SortKey(obj.field("id"), False))
     return keys
 
 

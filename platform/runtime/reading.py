@@ -149,7 +149,7 @@ class TreeReader:
                 query = query.order_by(*order_clauses(table, keys))
             if limit is not None:
                 query = query.limit(limit)
-        return [shape.record(row) for row in self.conn.execute(query)]
+        return [shape.record(row) for row in self.conn.execute(query).all()]
 
     def _join(self, obj, table, joined, selection, extra_fields, columns, prefix) -> tuple[Any, "_Shape"]:
         """Add ``selection``'s columns (labelled under ``prefix``) and its joined relations."""
@@ -198,7 +198,7 @@ class TreeReader:
         page_where = where if window.after is None else and_(where, after_clause(table, keys, decode_cursor(keys, window.after)))
         selection = spec.selection
         wanted = Selection([*selection.fields, spec.field], selection.relations, selection.children)
-        rows = self._fetch(child, table, wanted, keys, page_where, limit=window.first + 1, partition=spec.field) if window.first else []
+        rows = self._fetch(child, table, wanted, keys, page_where, limit=window.first + 1, partition=spec.field)
         totals: dict[str, int] = {}
         if window.total:
             totals = dict(self.conn.execute(select(link, func.count()).where(where).group_by(link)).all())

@@ -433,6 +433,8 @@ class RecordService:
 
     # -- steps ------------------------------------------------------------------------------
     def _insert(self, conn, catalog, obj, table, actor, inputs, *, indexed) -> list[dict[str, Any]]:
+        if not inputs:
+            return []
         validator = self._validator(catalog, obj)
         records, errors = [], []
         for i, values in enumerate(inputs):

@@ -62,6 +62,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     endpoint = GraphQLEndpoint(runtime, settings.limits)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    app.json.compact = True
     app.extensions["lowcode"] = {"runtime": runtime, "endpoint": endpoint, "settings": settings}
     expected = settings.api_token.encode()
 
@@ -113,7 +115,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        return _errors(error.code or 500, error.description or error.name, "BAD_QUERY" if (error.code or 500) < 500 else "INTERNAL")
+        status = error.code or 500
+        code = "NOT_FOUND" if status == 404 else "BAD_QUERY" if status < 500 else "INTERNAL"
+        return _errors(status, error.description or error.name, code)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

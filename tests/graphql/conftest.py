@@ -7,11 +7,10 @@ fails the test on any error; ``api.statements`` counts SQL statements of the las
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event
-
 from lowcode.graphql.limits import Limits
 from lowcode.runtime import Runtime
 from lowcode.server.app import Settings, create_app
+from sqlalchemy import event
 
 TOKEN = "test-token"
 

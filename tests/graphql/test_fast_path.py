@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from lowcode.graphql.endpoint import GraphQLEndpoint
 from lowcode.metadata.actors import SYSTEM_ACTOR
 from lowcode.runtime import Runtime

@@ -12,7 +12,6 @@ import time
 import pytest
 import redis
 import sqlalchemy
-
 from lowcode.metadata.actors import Actor
 from lowcode.metadata.errors import InvalidDefinition, NotFound
 from lowcode.runtime import Runtime

@@ -21,7 +21,8 @@ chosen so that byte order and linguistic collations agree).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal as D
 from typing import Any
@@ -29,7 +30,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from jsonschema import Draft202012Validator
-
 from lowcode.metadata.actors import SYSTEM_ACTOR as A
 from lowcode.metadata.errors import UnsafeChange, ValidationFailed
 from lowcode.metadata.fieldtypes import registry

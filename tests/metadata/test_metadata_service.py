@@ -9,10 +9,15 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy
-
 from lowcode.metadata.actors import SYSTEM_ACTOR, Actor
 from lowcode.metadata.errors import (
-    InUse, InvalidDefinition, LowcodeError, NotFound, SchemaChangeFailed, UnsafeChange, ValidationFailed,
+    InUse,
+    InvalidDefinition,
+    LowcodeError,
+    NotFound,
+    SchemaChangeFailed,
+    UnsafeChange,
+    ValidationFailed,
 )
 from lowcode.runtime import Runtime
 
@@ -586,7 +591,8 @@ def test_fields_whose_graphql_names_collide_are_refused(runtime):
     with pytest.raises(InvalidDefinition) as caught:
         runtime.metadata.create_object(ALICE, {"api_name": "other", "label": "Other", "fields": [
             text("close_date"), text("closedate"), text("close_date_1"), text("close_date1")]})
-    assert error_fields(caught.value) == {"fields.3.api_name": "NAME_COLLISION"}
+    # Both fields of the definition are named, as both objects of a batch are.
+    assert error_fields(caught.value) == {"fields.2.api_name": "NAME_COLLISION", "fields.3.api_name": "NAME_COLLISION"}
     assert state(runtime) == before
 
 

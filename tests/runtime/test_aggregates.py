@@ -8,11 +8,10 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, true
-
 from lowcode.metadata.actors import SYSTEM_ACTOR
 from lowcode.metadata.errors import ValidationFailed
 from lowcode.runtime import OpenAccess, RecordService, aggregates
+from sqlalchemy import event, true
 
 SYS = SYSTEM_ACTOR
 INT_MAX = 2**31 - 1

@@ -11,7 +11,6 @@ import threading
 from decimal import Decimal
 
 import pytest
-
 from lowcode.metadata.actors import SYSTEM_ACTOR
 from lowcode.metadata.errors import Conflict, LowcodeError, NotFound, ValidationFailed
 from lowcode.runtime import Runtime

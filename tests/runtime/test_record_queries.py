@@ -9,10 +9,9 @@ import json
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event, inspect
-
 from lowcode.metadata.actors import SYSTEM_ACTOR
 from lowcode.metadata.errors import ValidationFailed
+from sqlalchemy import event, inspect
 
 SYS = SYSTEM_ACTOR
 

@@ -9,10 +9,15 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import inspect
-
 from lowcode.metadata.actors import SYSTEM_ACTOR, Actor
-from lowcode.metadata.errors import Conflict, InUse, LowcodeError, NotFound, ValidationFailed
+from lowcode.metadata.errors import (
+    Conflict,
+    InUse,
+    LowcodeError,
+    NotFound,
+    ValidationFailed,
+)
+from sqlalchemy import inspect
 
 SYS = SYSTEM_ACTOR
 

@@ -3,7 +3,6 @@ import math
 
 import pytest
 from jsonschema import Draft202012Validator
-
 from lowcode.metadata.definitions import FieldDef, ObjectDef, freeze
 from lowcode.metadata.fieldtypes import registry
 from lowcode.metadata.schemas import FieldSchema
