@@ -38,7 +38,7 @@ class Planner:
     """The schema's :class:`~lowcode.graphql.record_types.RecordTypes`."""
     limits: Any
 
-    def _sub_fields(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> dict[str, list[FieldNode]]:
+    def sub_fields(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> dict[str, list[FieldNode]]:
         info = self.info
         return collect_sub_fields(info.schema, info.fragments, info.variable_values, type_, nodes)
 
@@ -47,7 +47,7 @@ class Planner:
         selection = Selection()
         cost = rows
         bindings = self.types.bindings[type_.name]
-        for key, field_nodes in self._sub_fields(type_, nodes).items():
+        for key, field_nodes in self.sub_fields(type_, nodes).items():
             named = {n.name.value for n in field_nodes}
             if len(named) > 1:
                 if any(bindings.get(n) is None or bindings[n].kind != "value" for n in named):
@@ -89,7 +89,7 @@ class Planner:
         )
         record_type = self.types.record_type(obj)
         node_fields: list[FieldNode] = []
-        for key, field_nodes in self._sub_fields(connection_type, nodes).items():
+        for key, field_nodes in self.sub_fields(connection_type, nodes).items():
             name = field_nodes[0].name.value
             if name == "totalCount":
                 window.total = True
@@ -97,7 +97,7 @@ class Planner:
                 node_fields.extend(field_nodes)
             elif name == "edges":
                 edge_type = get_named_type(connection_type.fields["edges"].type)
-                for edge_key, edge_nodes in self._sub_fields(edge_type, field_nodes).items():
+                for edge_key, edge_nodes in self.sub_fields(edge_type, field_nodes).items():
                     if edge_nodes[0].name.value == "node":
                         node_fields.extend(edge_nodes)
         if not node_fields:

@@ -68,7 +68,7 @@ class Resolvers:
         def resolve(_root, info, inRecycleBin=False, **args):
             context = info.context
             planner = self._planner(info)
-            window, selection, cost = self._guard(info, obj, lambda: planner.connection(
+            window, selection, _cost = self._guard(info, obj, lambda: planner.connection(
                 obj, get_named_type(info.return_type), info.field_nodes, args, bool(inRecycleBin)))
             branch = self._guard(info, obj, lambda: context.records.read_page(context.actor, obj.api_name, window, selection))
             return Connection(branch, window.after)
@@ -91,12 +91,12 @@ class Resolvers:
         planner = self._planner(info)
         group_type = get_named_type(info.return_type)
         measures: list[tuple[str, str]] = []
-        for _key, nodes in planner._sub_fields(group_type, info.field_nodes).items():
+        for _key, nodes in planner.sub_fields(group_type, info.field_nodes).items():
             function = nodes[0].name.value
             if function not in ("sum", "avg", "min", "max"):
                 continue
             measure_type = get_named_type(group_type.fields[function].type)
-            for _inner, measure_nodes in planner._sub_fields(measure_type, nodes).items():
+            for _inner, measure_nodes in planner.sub_fields(measure_type, nodes).items():
                 graphql_name = measure_nodes[0].name.value
                 field = next((f for f in obj.fields_by_name.values() if value_field(f) == graphql_name), None)
                 if field is not None and (function, field.api_name) not in measures:

@@ -75,6 +75,16 @@ def constraint_name(kind: str, table: str, column: str) -> str:
     return f"{kind}_{table[:24]}_{column[:24]}_{digest}"
 
 
+def plural(api_name: str) -> str:
+    """The default plural of an api name, by the regular English rules (``opportunity`` ->
+    ``opportunities``, ``address`` -> ``addresses``); irregular ones are given explicitly."""
+    if api_name.endswith("y") and api_name[-2:-1] not in ("a", "e", "i", "o", "u", "_"):
+        return api_name[:-1] + "ies"
+    if api_name.endswith(("s", "x", "z", "ch", "sh")):
+        return api_name + "es"
+    return api_name + "s"
+
+
 @lru_cache(maxsize=65536)
 def pascal_case(api_name: str) -> str:
     """GraphQL type name: ``sales_order`` becomes ``SalesOrder``."""

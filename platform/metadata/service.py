@@ -42,7 +42,7 @@ from .errors import (
 )
 from .fieldtypes.auto_number import render
 from .graphql_names import Collision, Source, find_collisions
-from .names import SYSTEM_FIELD_NAMES
+from .names import SYSTEM_FIELD_NAMES, plural
 from .schemas import FieldSchema, ObjectSchema, ObjectUpdateSchema, load
 from .versions import VersionSource, lock_and_bump
 
@@ -335,7 +335,7 @@ def _draft_object(definition: Any, system: bool) -> tuple[ObjectDef, list[FieldE
     api_name = header.get("api_name") or ""
     return ObjectDef(
         api_name=api_name, label=header.get("label", ""),
-        plural_api_name=header.get("plural_api_name") or (api_name + "s" if api_name else ""),
+        plural_api_name=header.get("plural_api_name") or (plural(api_name) if api_name else ""),
         plural_label=header.get("plural_label") or header.get("label", ""), description=header.get("description", ""),
         system=system, fields=tuple(fields),
     ), errors, header_ok

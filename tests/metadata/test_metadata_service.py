@@ -1095,3 +1095,14 @@ def test_rebuilding_a_referenced_table_keeps_records_that_point_at_it(runtime):
     runtime.records.hard_delete(ALICE, "account", acme["id"])
     assert all_records(runtime, "invoice") == {}
     assert runtime.records.get(ALICE, "contact", contact["id"])["account"] is None
+
+
+@pytest.mark.parametrize("api_name, plural", [
+    ("opportunity", "opportunities"), ("day", "days"), ("address", "addresses"), ("box", "boxes"),
+    ("branch", "branches"), ("deal", "deals"),
+])
+def test_default_plurals_follow_english_rules(runtime, api_name, plural):
+    created = runtime.metadata.create_object(ALICE, {"api_name": api_name, "label": api_name.title()})
+    assert created.plural_api_name == plural
+    assert runtime.catalog().object(api_name).plural_api_name == plural
+    assert runtime.catalog().by_plural(plural).api_name == api_name
