@@ -38,7 +38,8 @@ class SchemaEditor:
         elements, indexes = ddl_elements(obj, defer)
         self.ops.create_table(obj.table_name, *elements)
         for index in indexes:
-            self.ops.create_index(index.name, obj.table_name, [c if isinstance(c, str) else c.name for c in index.expressions], unique=index.unique)
+            self.ops.create_index(index.name, obj.table_name, [c if isinstance(c, str) else c.name for c in index.expressions],
+                                  unique=index.unique, **index.dialect_kwargs)
 
     def add_foreign_keys(self, obj: ObjectDef, targets: frozenset[str]) -> None:
         if self.dialect == "sqlite":

@@ -13,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    text,
 )
 
 from .definitions import FieldDef, ObjectDef
@@ -37,7 +38,14 @@ def system_columns() -> list[Column]:
 
 
 def system_indexes(table: str) -> list[Index]:
-    return [Index(constraint_name("ix", table, column), column) for column in ("owner_id", "org_unit_id", "created_at", "deleted_at")]
+    """Owner, unit and creation time; ``deleted_at`` only over the recycle bin (a partial index),
+    since live records all share its null and a full index misleads planners without statistics
+    (SQLite) into scanning it instead of an index that serves the query's order."""
+    recycled = text("deleted_at IS NOT NULL")
+    return [
+        *(Index(constraint_name("ix", table, column), column) for column in ("owner_id", "org_unit_id", "created_at")),
+        Index(constraint_name("ix", table, "deleted_at"), "deleted_at", sqlite_where=recycled, postgresql_where=recycled),
+    ]
 
 
 def index_for(table: str, field: FieldDef) -> Index | None:

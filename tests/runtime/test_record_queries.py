@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from lowcode.metadata.actors import SYSTEM_ACTOR
 from lowcode.metadata.errors import ValidationFailed
+from lowcode.runtime import Runtime
 from sqlalchemy import event, inspect
 
 SYS = SYSTEM_ACTOR
@@ -717,3 +718,31 @@ def test_queries_do_not_reload_the_catalog(rt, data):
         rt.records.query(SYS, "opportunity", filter={"account": {"name": {"eq": "Acme"}}})
         rt.records.get(SYS, "account", data[0]["Acme"]["id"])
     assert rt.catalogs.loads == loads
+
+
+def test_a_page_in_an_indexed_order_reads_the_index_not_every_row(tmp_path):
+    """Live records all share deleted_at's null: only recycled rows are indexed on it, so a
+    planner without statistics (SQLite's) walks the amount index for the top of the order
+    instead of sorting every live row."""
+    runtime = Runtime.connect(f"sqlite:///{tmp_path}/plan.db").install()
+    runtime.metadata.create_object(SYSTEM_ACTOR, {"api_name": "ranked", "label": "Ranked", "fields": [
+        {"api_name": "amount", "label": "Amount", "type": "decimal", "indexed": True}]})
+    runtime.records.bulk_create(SYSTEM_ACTOR, "ranked", [{"amount": i} for i in range(200)])
+    statements = []
+
+    def remember(conn, _cursor, statement, parameters, _context, _many):
+        if statement.lstrip().upper().startswith("SELECT") and "obj_ranked" in statement:
+            statements.append((conn, statement, parameters))
+
+    event.listen(runtime.engine, "before_cursor_execute", remember)
+    try:
+        page = runtime.records.query(SYSTEM_ACTOR, "ranked", order_by=["-amount"], first=5)
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", remember)
+    assert [r["amount"] for r in page.records] == [Decimal(199 - i) for i in range(5)]
+    _conn, statement, parameters = statements[-1]
+    with runtime.engine.connect() as explaining:
+        plans = [row[-1] for row in explaining.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+    runtime.close()
+    assert any("ix_obj_ranked_amount" in step for step in plans), plans
+    assert not any("deleted_at" in step for step in plans), plans
