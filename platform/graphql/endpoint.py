@@ -116,21 +116,18 @@ class GraphQLEndpoint:
         document, errors = documents.get(query)
         if errors:
             return 400, {"errors": [format_error(e) for e in errors]}
-        records = self.runtime.records.at(catalog, conn)
+        context = RequestContext(actor, catalog, self.runtime.records.at(catalog, conn), self.runtime.metadata, self.limits)
         generated = documents.generated
-        cost = operation_cost(generated.schema, generated.types, document, operation_name, variables,
-                              RequestContext(actor, catalog, records, self.runtime.metadata, self.limits))
+        cost = operation_cost(generated.schema, generated.types, document, operation_name, variables, context)
         if cost is not None and cost > self.limits.max_cost:
             return 400, {"errors": [bad_query(
                 f"The request could return up to {cost} records, more than the limit of {self.limits.max_cost}; "
                 "ask for smaller pages or fewer nested lists.", cost=cost, limit=self.limits.max_cost)]}
         if self.fast_path:
-            context = RequestContext(actor, catalog, records, self.runtime.metadata, self.limits)
             data = FastPath(generated.schema, generated.read_roots, document, context, variables, operation_name).run()
             if data is not None:
                 self.fast_answers += 1
                 return 200, {"data": data}
-        context = RequestContext(actor, catalog, records, self.runtime.metadata, self.limits)
         result = execute(generated.schema, document, context_value=context, variable_values=variables,
                          operation_name=operation_name)
         response: dict[str, Any] = {}

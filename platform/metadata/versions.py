@@ -29,8 +29,12 @@ return redis.call('GET', KEYS[1])
 """
 
 
+_STORED_VERSION = select(store.meta_version.c.version).where(store.meta_version.c.id == 1)
+"""Built once: every request runs it."""
+
+
 def read_stored_version(conn: Connection) -> int:
-    return conn.execute(select(store.meta_version.c.version).where(store.meta_version.c.id == 1)).scalar_one()
+    return conn.execute(_STORED_VERSION).scalar_one()
 
 
 def lock_and_bump(conn: Connection) -> int:
