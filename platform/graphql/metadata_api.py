@@ -51,38 +51,18 @@ class PicklistValueInput(graphene.InputObjectType):
     active = graphene.Boolean()
 
 
-class FieldOptions(graphene.ObjectType):
-    """The settings of a field; each type uses some of them."""
-
-    max_length = graphene.Int()
-    pattern = graphene.String()
-    precision = graphene.Int()
-    scale = graphene.Int()
-    min = Decimal()
-    max = Decimal()
-    values = graphene.List(graphene.NonNull(PicklistValue))
-    restricted = graphene.Boolean()
-    target = graphene.String()
-    on_delete = OnDelete()
-    relationship_name = graphene.String()
-    format = graphene.String()
-    start = graphene.Int()
+def _option_fields(values_type) -> dict:
+    """The settings of a field, for the output type and the input type alike; each field type uses some."""
+    return {
+        "max_length": graphene.Int(), "pattern": graphene.String(), "precision": graphene.Int(), "scale": graphene.Int(),
+        "min": Decimal(), "max": Decimal(), "values": graphene.List(graphene.NonNull(values_type)),
+        "restricted": graphene.Boolean(), "target": graphene.String(), "on_delete": OnDelete(),
+        "relationship_name": graphene.String(), "format": graphene.String(), "start": graphene.Int(),
+    }
 
 
-class FieldOptionsInput(graphene.InputObjectType):
-    max_length = graphene.Int()
-    pattern = graphene.String()
-    precision = graphene.Int()
-    scale = graphene.Int()
-    min = Decimal()
-    max = Decimal()
-    values = graphene.List(graphene.NonNull(PicklistValueInput))
-    restricted = graphene.Boolean()
-    target = graphene.String()
-    on_delete = OnDelete()
-    relationship_name = graphene.String()
-    format = graphene.String()
-    start = graphene.Int()
+FieldOptions = type("FieldOptions", (graphene.ObjectType,), _option_fields(PicklistValue))
+FieldOptionsInput = type("FieldOptionsInput", (graphene.InputObjectType,), _option_fields(PicklistValueInput))
 
 
 class FieldDefinition(graphene.ObjectType):
@@ -170,31 +150,21 @@ class ObjectUpdateInput(graphene.InputObjectType):
     description = graphene.String()
 
 
-class FieldInput(graphene.InputObjectType):
-    api_name = graphene.String(required=True)
-    label = graphene.String(required=True)
-    type = FieldTypeName(required=True)
-    required = graphene.Boolean()
-    unique = graphene.Boolean()
-    indexed = graphene.Boolean()
-    tracked = graphene.Boolean()
-    help_text = graphene.String()
-    description = graphene.String()
-    default_value = JSON()
-    options = FieldOptionsInput()
+def _field_settings(creating: bool) -> dict:
+    """A field's settings as input: all of them to create one (api name, label and type required),
+    any of them to change one (its api name never changes)."""
+    name = {"api_name": graphene.String(required=True)} if creating else {}
+    settings = {
+        "label": graphene.String(required=creating), "type": FieldTypeName(required=creating),
+        "required": graphene.Boolean(), "unique": graphene.Boolean(), "indexed": graphene.Boolean(),
+        "tracked": graphene.Boolean(), "help_text": graphene.String(), "description": graphene.String(),
+        "default_value": JSON(), "options": FieldOptionsInput(),
+    }
+    return {**name, **settings}
 
 
-class FieldUpdateInput(graphene.InputObjectType):
-    label = graphene.String()
-    type = FieldTypeName()
-    required = graphene.Boolean()
-    unique = graphene.Boolean()
-    indexed = graphene.Boolean()
-    tracked = graphene.Boolean()
-    help_text = graphene.String()
-    description = graphene.String()
-    default_value = JSON()
-    options = FieldOptionsInput()
+FieldInput = type("FieldInput", (graphene.InputObjectType,), _field_settings(creating=True))
+FieldUpdateInput = type("FieldUpdateInput", (graphene.InputObjectType,), _field_settings(creating=False))
 
 
 def _plain(value: Any) -> Any:

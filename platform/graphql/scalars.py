@@ -35,44 +35,31 @@ class Decimal(graphene.Scalar):
         raise GraphQLError("Decimal must be a number or a numeric string such as \"12.50\".")
 
 
-class Date(graphene.Scalar):
-    """A calendar day, written YYYY-MM-DD."""
+def _iso_text(name: str, description: str, example: str):
+    """A scalar written as ISO 8601 text; checking the text itself is the record service's job."""
+    message = f"{name} must be a string such as {example}."
 
-    @staticmethod
     def serialize(value):
         return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
 
-    @staticmethod
     def parse_value(value):
         if not isinstance(value, str):
-            raise GraphQLError("Date must be a string written YYYY-MM-DD.")
+            raise GraphQLError(message)
         return value
 
-    @staticmethod
     def parse_literal(node, _variables=None):
         if isinstance(node, ast.StringValueNode):
             return node.value
-        raise GraphQLError("Date must be a string written YYYY-MM-DD.")
+        raise GraphQLError(message)
+
+    return type(name, (graphene.Scalar,), {
+        "__doc__": description, "serialize": staticmethod(serialize),
+        "parse_value": staticmethod(parse_value), "parse_literal": staticmethod(parse_literal),
+    })
 
 
-class DateTime(graphene.Scalar):
-    """An instant in ISO 8601 with an offset; returned in UTC."""
-
-    @staticmethod
-    def serialize(value):
-        return value.isoformat() if isinstance(value, dt.datetime) else str(value)
-
-    @staticmethod
-    def parse_value(value):
-        if not isinstance(value, str):
-            raise GraphQLError("DateTime must be a string such as 2026-03-01T09:30:00+08:00.")
-        return value
-
-    @staticmethod
-    def parse_literal(node, _variables=None):
-        if isinstance(node, ast.StringValueNode):
-            return node.value
-        raise GraphQLError("DateTime must be a string such as 2026-03-01T09:30:00+08:00.")
+Date = _iso_text("Date", "A calendar day, written YYYY-MM-DD.", "2026-03-01")
+DateTime = _iso_text("DateTime", "An instant in ISO 8601 with an offset; returned in UTC.", "2026-03-01T09:30:00+08:00")
 
 
 class JSON(graphene.Scalar):
