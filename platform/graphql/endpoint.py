@@ -106,9 +106,7 @@ class GraphQLEndpoint:
         if problem:
             return 400, {"errors": [bad_query(problem)]}
         query, variables, operation_name = body["query"], body.get("variables") or {}, body.get("operationName")
-        with self.runtime.reading() as conn:
-            catalog = self.runtime.catalogs.current(conn)
-            conn.rollback()
+        with self.runtime.reading() as (conn, catalog):
             return self._run(actor, catalog, conn, query, variables, operation_name)
 
     def _run(self, actor: Actor, catalog: Catalog, conn, query: str, variables: dict, operation_name: str | None) -> tuple[int, dict[str, Any]]:

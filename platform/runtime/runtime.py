@@ -6,7 +6,7 @@ from typing import Iterator
 
 from sqlalchemy import Connection, Engine
 
-from ..metadata.catalog import CatalogCache
+from ..metadata.catalog import Catalog, CatalogCache
 from ..metadata.database import database_engine
 from ..metadata.service import MetadataService
 from ..metadata.versions import DatabaseVersions, RedisVersions
@@ -47,15 +47,20 @@ class Runtime:
         return self.catalogs.current()
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection for the reads of one request. On PostgreSQL it runs each statement on its
-        own (autocommit: no BEGIN/ROLLBACK round trips; under READ COMMITTED a transaction would
-        give each statement its own snapshot anyway); on SQLite each read ends its transaction,
-        so a later read in the same request sees writes made meanwhile."""
+    def reading(self) -> Iterator[tuple[Connection, Catalog]]:
+        """A connection for the reads of one request and the Catalog it reads under.
+
+        On PostgreSQL the connection runs each statement on its own (autocommit: no BEGIN/ROLLBACK
+        round trips; under READ COMMITTED a transaction would give each statement its own snapshot
+        anyway); on SQLite each read ends its transaction, so a later read in the same request sees
+        writes made meanwhile.
+        """
         with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
+            catalog = self.catalogs.current(conn)
+            conn.rollback()
+            yield conn, catalog
 
     def warm_on_announcements(self):
         """Reload the Catalog in the background when another process announces a change."""
