@@ -746,3 +746,23 @@ def test_a_page_in_an_indexed_order_reads_the_index_not_every_row(tmp_path):
     runtime.close()
     assert any("ix_obj_ranked_amount" in step for step in plans), plans
     assert not any("deleted_at" in step for step in plans), plans
+
+
+def test_a_request_overtaken_by_a_metadata_change_is_a_conflict_not_a_crash(runtime):
+    """A request reads under the Catalog it started with; when a metadata change removed what it
+    reads or writes meanwhile, the database refuses the statement and the caller gets CONFLICT."""
+    from lowcode.metadata.errors import Conflict
+    from lowcode.runtime.reading import Selection, Window
+
+    runtime.metadata.create_object(SYSTEM_ACTOR, {"api_name": "memo", "label": "Memo", "fields": [
+        {"api_name": "title", "label": "Title", "type": "text"}, {"api_name": "body", "label": "Body", "type": "text"}]})
+    runtime.records.create(SYSTEM_ACTOR, "memo", {"title": "kept", "body": "dropped"})
+    started_with = runtime.catalog()
+    runtime.metadata.delete_field(SYSTEM_ACTOR, "memo", "body")
+    overtaken = runtime.records.at(started_with)
+    with pytest.raises(Conflict) as caught:
+        overtaken.read_page(SYSTEM_ACTOR, "memo", Window(), Selection(["title", "body"]))
+    assert caught.value.ctx["metadata_version"] == runtime.catalog().version
+    with pytest.raises(Conflict):
+        overtaken.create(SYSTEM_ACTOR, "memo", {"title": "new", "body": "gone"})
+    assert [r["title"] for r in runtime.records.query(SYSTEM_ACTOR, "memo").records] == ["kept"]
