@@ -33,10 +33,8 @@ from ..metadata import graphql_names as names
 from ..metadata.catalog import Catalog
 from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.fieldtypes.picklist import ordered_values
+from ..runtime.aggregates import MEASURABLE, TEMPORAL_TYPES, groupable
 
-NUMERIC_TYPES = frozenset({"integer", "decimal", "currency", "percent"})
-PERIOD_TYPES = frozenset({"date", "datetime"})
-NOT_GROUPABLE = frozenset({"textarea"})
 NON_NULL_SYSTEM = frozenset({"id", "version", "created_at", "updated_at"})
 
 FILTER_BY_TYPE = {
@@ -284,8 +282,8 @@ class RecordTypes:
 
         def build():
             values = {}
-            for field in self.groupable(obj):
-                if field.type in PERIOD_TYPES:
+            for field in self.groupable_fields(obj):
+                if field.type in TEMPORAL_TYPES:
                     for granularity in names.DATE_GRANULARITIES:
                         values[names.group_value(field, granularity)] = GraphQLEnumValue((field.api_name, granularity))
                 else:
@@ -295,20 +293,20 @@ class RecordTypes:
         return self._once(name, build)
 
     @staticmethod
-    def groupable(obj: ObjectDef) -> list[FieldDef]:
-        return [f for f in obj.fields_by_name.values() if f.field_type.sortable and f.type not in NOT_GROUPABLE]
+    def groupable_fields(obj: ObjectDef) -> list[FieldDef]:
+        return [f for f in obj.fields_by_name.values() if groupable(f)]
 
     def group_type(self, obj: ObjectDef) -> GraphQLObjectType:
         name = names.type_name(obj, "Group")
 
         def build():
             key_fields = {}
-            for field in self.groupable(obj):
-                output = self.shared["Date"] if field.type in PERIOD_TYPES else self.value_type(obj, field)
+            for field in self.groupable_fields(obj):
+                output = self.shared["Date"] if field.type in TEMPORAL_TYPES else self.value_type(obj, field)
                 key_fields[names.value_field(field)] = GraphQLField(output, resolve=read_value(field.api_name),
                                                                     description="Dates and instants: the first day of the period.")
-            numeric = [f for f in obj.fields_by_name.values() if f.type in NUMERIC_TYPES]
-            ranged = [f for f in obj.fields_by_name.values() if f.type in NUMERIC_TYPES | PERIOD_TYPES]
+            numeric = [f for f in obj.fields_by_name.values() if f.type in MEASURABLE["sum"]]
+            ranged = [f for f in obj.fields_by_name.values() if f.type in MEASURABLE["max"]]
             fields = {
                 "key": GraphQLField(GraphQLNonNull(GraphQLObjectType(names.type_name(obj, "GroupKey"), key_fields)), resolve=read_value("key")),
                 "count": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=read_value("count")),

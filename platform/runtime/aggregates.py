@@ -47,6 +47,11 @@ _SPLIT = 10**9
 _WIDE = Context(prec=100, rounding=ROUND_HALF_UP)
 
 
+def groupable(field: FieldDef) -> bool:
+    """Values that order can also be grouped (long text, JSON, points and multi-picklists cannot)."""
+    return field.field_type.sortable
+
+
 @dataclass(frozen=True)
 class GroupKey:
     field: FieldDef
@@ -93,7 +98,7 @@ def _group_keys(obj: ObjectDef, group_by: Any, errors: list[FieldError]) -> list
         if field is None:
             errors.append(FieldError("UNKNOWN_FIELD", f"{at}.field", f"'{obj.api_name}' has no field named '{name}'"))
             continue
-        if not field.field_type.sortable:
+        if not groupable(field):
             errors.append(FieldError("NOT_GROUPABLE", f"{at}.field", f"a {field.type} field cannot be grouped by"))
             continue
         if name in seen:
