@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import and_, false, or_
+from sqlalchemy import and_, case, false, null, or_
 
 from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.errors import FieldError, ValidationFailed
 from ..metadata.fieldtypes import ValueProblem
+from ..metadata.fieldtypes.picklist import ordered_values
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,26 @@ class SortKey:
     @property
     def column_name(self) -> str:
         return self.field.api_name
+
+    def expression(self, table):
+        """What the order compares: the column, or for a picklist its value's place in the list
+        (stages sort as defined, not alphabetically; values not in the list after them)."""
+        column = table.c[self.column_name]
+        ranks = _picklist_ranks(self.field)
+        if ranks is None:
+            return column
+        return case((column.is_(None), null()), *((column == name, rank) for name, rank in ranks.items()), else_=len(ranks))
+
+    def comparable(self, value: Any) -> Any:
+        """A cursor's value as :meth:`expression` compares it."""
+        ranks = _picklist_ranks(self.field)
+        return value if ranks is None or value is None else ranks.get(value, len(ranks))
+
+
+def _picklist_ranks(field: FieldDef) -> dict[str, int] | None:
+    if field.type != "picklist":
+        return None
+    return {value["api_name"]: rank for rank, value in enumerate(ordered_values(field.options))}
 
 
 def parse_order(obj: ObjectDef, order_by: list[str] | None) -> list[SortKey]:
@@ -56,7 +77,7 @@ def parse_order(obj: ObjectDef, order_by: list[str] | None) -> list[SortKey]:
 
 
 def order_clauses(table, keys: list[SortKey]) -> list:
-    return [table.c[k.column_name].desc().nulls_first() if k.descending else table.c[k.column_name].asc().nulls_last() for k in keys]
+    return [k.expression(table).desc().nulls_first() if k.descending else k.expression(table).asc().nulls_last() for k in keys]
 
 
 def _beyond(column, value, descending: bool):
@@ -72,7 +93,7 @@ def after_clause(table, keys: list[SortKey], values: list[Any]):
     """Rows strictly after ``values`` in the order of ``keys``."""
     clause = false()
     for key, value in reversed(list(zip(keys, values))):
-        column = table.c[key.column_name]
+        column, value = key.expression(table), key.comparable(value)
         if key.descending:
             clause = or_(column.is_not(None), and_(column.is_(None), clause)) if value is None else or_(_beyond(column, value, True), and_(column == value, clause))
         else:

@@ -766,3 +766,27 @@ def test_a_request_overtaken_by_a_metadata_change_is_a_conflict_not_a_crash(runt
     with pytest.raises(Conflict):
         overtaken.create(SYSTEM_ACTOR, "memo", {"title": "new", "body": "gone"})
     assert [r["title"] for r in runtime.records.query(SYSTEM_ACTOR, "memo").records] == ["kept"]
+
+
+def test_picklists_sort_in_the_order_their_values_are_defined(runtime):
+    """Stages read prospecting -> quote -> closed, not alphabetically; pages walk that order too."""
+    stages = ["prospecting", "qualification", "quote", "negotiation", "closed_won", "closed_lost"]
+    runtime.metadata.create_object(SYSTEM_ACTOR, {"api_name": "pursuit", "label": "Pursuit", "fields": [
+        {"api_name": "name", "label": "Name", "type": "text"},
+        {"api_name": "phase", "label": "Phase", "type": "picklist", "options": {"values": PICK(*stages)["values"]}}]})
+    rows = [{"name": f"{stage}-{i}", "phase": stage} for i in range(2) for stage in reversed(stages)] + [{"name": "none"}]
+    runtime.records.bulk_create(SYSTEM_ACTOR, "pursuit", rows)
+
+    def phases(order, size):
+        seen, after = [], None
+        while True:
+            page = runtime.records.query(SYSTEM_ACTOR, "pursuit", order_by=[order], first=size, after=after, fields=["phase"])
+            seen.extend(r["phase"] for r in page.records)
+            if not page.has_next_page:
+                return seen
+            after = page.end_cursor
+
+    ascending = [s for s in stages for _ in range(2)] + [None]
+    for size in (1, 4, 50):
+        assert phases("phase", size) == ascending
+        assert phases("-phase", size) == [None] + [s for s in reversed(stages) for _ in range(2)]
