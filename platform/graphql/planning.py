@@ -42,8 +42,9 @@ class Planner:
         info = self.info
         return collect_sub_fields(info.schema, info.fragments, info.variable_values, type_, nodes)
 
-    def record(self, obj: ObjectDef, type_: GraphQLObjectType, nodes: list[FieldNode], rows: int) -> tuple[Selection, int]:
-        """What to read of each record, and how many records (``rows`` of these included) it reaches."""
+    def record(self, obj: ObjectDef, type_: GraphQLObjectType, nodes: list[FieldNode], rows: int, at: str = "") -> tuple[Selection, int]:
+        """What to read of each record, and how many records (``rows`` of these included) it reaches;
+        ``at`` is the path of these records below the root field (``lines.``), for errors."""
         selection = Selection()
         cost = rows
         bindings = self.types.bindings[type_.name]
@@ -63,26 +64,27 @@ class Planner:
                     selection.fields.append(binding.field.api_name)
             elif binding.kind == "relation":
                 target = self.types.catalog.objects[binding.field.target]
-                sub, sub_cost = self.record(target, get_named_type(type_.fields[name].type), field_nodes, 0)
+                sub, sub_cost = self.record(target, get_named_type(type_.fields[name].type), field_nodes, 0, f"{at}{key}.")
                 selection.relations[RELATED + key] = (binding.field.api_name, sub)
                 cost += sub_cost * max(rows, 1) if sub_cost else 0
             else:
                 field_def = type_.fields[name]
                 args = get_argument_values(field_def, field_nodes[0], self.info.variable_values)
-                window, node_selection, per_parent = self.connection(binding.obj, get_named_type(field_def.type), field_nodes, args)
+                window, node_selection, per_parent = self.connection(
+                    binding.obj, get_named_type(field_def.type), field_nodes, args, at=f"{at}{key}.")
                 selection.children[RELATED + key] = Children(binding.obj.api_name, binding.field.api_name, window, node_selection)
                 cost += per_parent * max(rows, 1)
         return selection, cost
 
     def connection(self, obj: ObjectDef, connection_type: GraphQLObjectType, nodes: list[FieldNode],
-                   args: dict[str, Any], recycle_bin: bool = False) -> tuple[Window, Selection, int]:
+                   args: dict[str, Any], recycle_bin: bool = False, at: str = "") -> tuple[Window, Selection, int]:
         """The window (filter, order, page) and what to read of each record of a connection."""
         first = args.get("first")
         limits = self.limits
         if first is None:
             first = limits.default_page_size
         if not isinstance(first, int) or not 0 <= first <= limits.max_page_size:
-            raise QueryRejected(f"'first' must be from 0 to {limits.max_page_size}.", field="first", limit=limits.max_page_size)
+            raise QueryRejected(f"'{at}first' must be from 0 to {limits.max_page_size}.", field=f"{at}first", limit=limits.max_page_size)
         window = Window(
             filter=filter_spec(self.types, obj, args.get("filter")), order_by=args.get("orderBy"), first=first,
             after=args.get("after"), deleted=recycle_bin,
@@ -102,7 +104,7 @@ class Planner:
                         node_fields.extend(edge_nodes)
         if not node_fields:
             return window, Selection(), first
-        selection, cost = self.record(obj, record_type, node_fields, first)
+        selection, cost = self.record(obj, record_type, node_fields, first, at)
         return window, selection, cost
 
 

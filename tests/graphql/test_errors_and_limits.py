@@ -387,10 +387,11 @@ def test_page_sizes_outside_the_limits(client):
     for first in (501, -1, 10_000):
         errors = client.fails(f"{{ deals(first: {first}) {{ totalCount }} }}", code="BAD_QUERY")
         assert errors[0]["extensions"].get("ctx", {}).get("limit") == 500 or "500" in errors[0]["message"], errors
+        assert errors[0]["extensions"]["field"] == "first"
         assert not client.record_selects()
         # nested, in a list and under one record
         errors = client.fails(f"{{ deals {{ nodes {{ lines(first: {first}) {{ totalCount }} }} }} }}", code="BAD_QUERY")
-        assert "500" in errors[0]["message"]
+        assert "500" in errors[0]["message"] and errors[0]["extensions"]["field"] == "lines.first"
         assert not client.record_selects()
         errors = client.fails(f'query($id: ID!) {{ deal(id: $id) {{ lines(first: {first}) {{ totalCount }} }} }}', {"id": deal},
                               code="BAD_QUERY")
