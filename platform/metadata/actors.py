@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -10,12 +11,16 @@ class Actor:
     """A user (``id`` of a ``user`` record) or the platform itself (``is_system``).
 
     Services take an actor on every call: it is written to change logs and history, and the
-    permission layer decides from it what the call may see and do.
+    permission layer decides from it what the call may see and do. ``access`` is what the security
+    layer resolved for this request (the user's roles and scopes at one policy version); an actor
+    without it has no rights unless ``is_system`` (the platform itself, or a trusted in-process
+    caller such as the CLI acting on a user's behalf).
     """
 
     id: str | None
     name: str = ""
     is_system: bool = False
+    access: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.id is not None:

@@ -108,3 +108,17 @@ class SchemaChangeFailed(LowcodeError):
 
     code = "SCHEMA_CHANGE_FAILED"
     http_status = 409
+
+
+class Unauthenticated(LowcodeError):
+    """No valid credentials: a missing, unknown, expired or revoked token, or a wrong password."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class RateLimited(LowcodeError):
+    """Too many attempts; ``ctx.retry_after`` says how many seconds to wait."""
+
+    code = "RATE_LIMITED"
+    http_status = 429

@@ -34,6 +34,7 @@ from .ddl import SchemaEditor
 from .definitions import FieldDef, ObjectDef, freeze, thaw
 from .errors import (
     FieldError,
+    Forbidden,
     InUse,
     InvalidDefinition,
     NotFound,
@@ -283,6 +284,8 @@ class MetadataService:
     # -- the transaction --------------------------------------------------------------------
     @contextmanager
     def _change(self, actor: Actor) -> Iterator[MetaChange]:
+        if not actor.is_system and not getattr(actor.access, "administrator", False):
+            raise Forbidden("Only administrators change objects and fields.")
         conn = self.engine.connect().execution_options(**WRITE)
         sqlite = is_sqlite(conn)
         try:

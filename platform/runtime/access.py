@@ -6,6 +6,7 @@ an SQL predicate added to the statement itself. Rows are never filtered in Pytho
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import Table, true
@@ -14,7 +15,16 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..metadata.actors import Actor
 from ..metadata.definitions import ObjectDef
 
-ACTIONS = ("read", "create", "update", "delete", "restore")
+ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore")
+
+
+@dataclass(frozen=True)
+class FieldAccess:
+    """Fields of one object the caller may not read (``hidden``) or not write (``read_only``,
+    which includes the hidden ones)."""
+
+    hidden: frozenset[str] = frozenset()
+    read_only: frozenset[str] = frozenset()
 
 
 class AccessPolicy(Protocol):
@@ -24,12 +34,30 @@ class AccessPolicy(Protocol):
     def row_filter(self, actor: Actor, obj: ObjectDef, table: Table, action: str) -> ColumnElement[bool]:
         """The SQL predicate selecting the rows of ``obj`` that ``actor`` may ``action``."""
 
+    def field_access(self, actor: Actor, obj: ObjectDef) -> FieldAccess:
+        """The fields of ``obj`` that ``actor`` may not read or not write."""
+
+    def owning_unit(self, actor: Actor, obj: ObjectDef) -> str | None:
+        """The org unit a record of ``obj`` created by ``actor`` belongs to unless one is given."""
+
+    def home_unit(self, user_id: str, obj: ObjectDef) -> str | None:
+        """The org unit a record of ``obj`` moves to when it is transferred to ``user_id``."""
+
 
 class OpenAccess:
-    """Everyone may do everything: the policy until users, roles and scopes exist."""
+    """Everyone may do everything: for embedding the record service without users (and in tests of it)."""
 
     def authorize(self, actor: Actor, obj: ObjectDef, action: str) -> None:
         return None
 
     def row_filter(self, actor: Actor, obj: ObjectDef, table: Table, action: str) -> ColumnElement[bool]:
         return true()
+
+    def field_access(self, actor: Actor, obj: ObjectDef) -> FieldAccess:
+        return FieldAccess()
+
+    def owning_unit(self, actor: Actor, obj: ObjectDef) -> str | None:
+        return None
+
+    def home_unit(self, user_id: str, obj: ObjectDef) -> str | None:
+        return None

@@ -71,16 +71,17 @@ class AggregateSpec:
     measures: tuple[Measure, ...]
 
 
-def parse_aggregate(obj: ObjectDef, group_by: Any, measures: Any) -> AggregateSpec:
-    """The checked request; every problem of ``group_by`` and ``measures`` is raised at once."""
+def parse_aggregate(obj: ObjectDef, group_by: Any, measures: Any, hidden: frozenset[str] = frozenset()) -> AggregateSpec:
+    """The checked request; every problem of ``group_by`` and ``measures`` is raised at once.
+    Fields in ``hidden`` (the caller may not read them) may be neither grouped by nor measured."""
     errors: list[FieldError] = []
-    spec = AggregateSpec(tuple(_group_keys(obj, group_by, errors)), tuple(_measures(obj, measures, errors)))
+    spec = AggregateSpec(tuple(_group_keys(obj, group_by, errors, hidden)), tuple(_measures(obj, measures, errors, hidden)))
     if errors:
         raise ValidationFailed("The aggregate has problems; fix the listed parts.", errors=errors)
     return spec
 
 
-def _group_keys(obj: ObjectDef, group_by: Any, errors: list[FieldError]) -> list[GroupKey]:
+def _group_keys(obj: ObjectDef, group_by: Any, errors: list[FieldError], hidden: frozenset[str]) -> list[GroupKey]:
     if group_by is None:
         return []
     if not isinstance(group_by, list):
@@ -97,6 +98,9 @@ def _group_keys(obj: ObjectDef, group_by: Any, errors: list[FieldError]) -> list
         field = obj.field(name)
         if field is None:
             errors.append(FieldError("UNKNOWN_FIELD", f"{at}.field", f"'{obj.api_name}' has no field named '{name}'"))
+            continue
+        if name in hidden:
+            errors.append(FieldError("FORBIDDEN", f"{at}.field", f"you may not read '{obj.api_name}.{name}', so you may not group by it"))
             continue
         if not groupable(field):
             errors.append(FieldError("NOT_GROUPABLE", f"{at}.field", f"a {field.type} field cannot be grouped by"))
@@ -115,7 +119,7 @@ def _group_keys(obj: ObjectDef, group_by: Any, errors: list[FieldError]) -> list
     return keys
 
 
-def _measures(obj: ObjectDef, measures: Any, errors: list[FieldError]) -> list[Measure]:
+def _measures(obj: ObjectDef, measures: Any, errors: list[FieldError], hidden: frozenset[str]) -> list[Measure]:
     if measures is None:
         return []
     if not isinstance(measures, list):
@@ -131,6 +135,8 @@ def _measures(obj: ObjectDef, measures: Any, errors: list[FieldError]) -> list[M
         field = obj.field(name)
         if field is None:
             errors.append(FieldError("UNKNOWN_FIELD", at, f"'{obj.api_name}' has no field named '{name}'"))
+        elif name in hidden:
+            errors.append(FieldError("FORBIDDEN", at, f"you may not read '{obj.api_name}.{name}', so you may not measure it"))
         elif function not in MEASURABLE:
             errors.append(FieldError("NOT_AGGREGATABLE", at, f"'{function}' is not one of {', '.join(MEASURE_FUNCTIONS)} (the count is always returned)"))
         elif field.type not in MEASURABLE[function]:

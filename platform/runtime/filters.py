@@ -26,14 +26,20 @@ MAX_PATTERN = 1000
 BOOLEAN_KEYS = ("and", "or", "not")
 
 RowFilter = Callable[[ObjectDef, Table], ColumnElement[bool]]
+HiddenFields = Callable[[ObjectDef], frozenset[str]]
+
+
+def nothing_hidden(obj: ObjectDef) -> frozenset[str]:
+    return frozenset()
 
 
 class FilterCompiler:
     """Turns one caller's filter into SQL; collects every problem before raising."""
 
-    def __init__(self, catalog: Catalog, row_filter: RowFilter):
+    def __init__(self, catalog: Catalog, row_filter: RowFilter, hidden: HiddenFields = nothing_hidden):
         self.catalog = catalog
         self.row_filter = row_filter
+        self.hidden = hidden
         self.errors: list[FieldError] = []
 
     def compile(self, obj: ObjectDef, spec: Any, path: str = "filter") -> ColumnElement[bool]:
@@ -68,6 +74,8 @@ class FilterCompiler:
                 field = obj.field(key)
                 if field is None:
                     clauses.append(self._fail("UNKNOWN_FIELD", at, f"'{obj.api_name}' has no field named '{key}'"))
+                elif key in self.hidden(obj):
+                    clauses.append(self._fail("FORBIDDEN", at, f"you may not read '{obj.api_name}.{key}', so you may not filter on it"))
                 else:
                     clauses.append(self._field(obj, table, field, value, at, depth))
         return and_(true(), *clauses) if clauses else true()

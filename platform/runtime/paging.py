@@ -50,7 +50,7 @@ def _picklist_ranks(field: FieldDef) -> dict[str, int] | None:
     return {value["api_name"]: rank for rank, value in enumerate(ordered_values(field.options))}
 
 
-def parse_order(obj: ObjectDef, order_by: list[str] | None) -> list[SortKey]:
+def parse_order(obj: ObjectDef, order_by: list[str] | None, hidden: frozenset[str] = frozenset()) -> list[SortKey]:
     """``["-amount", "name"]``: amount descending, then name ascending, then id (ascending unless
     the order names it; keys after ``id`` could never matter and are dropped)."""
     keys: list[SortKey] = []
@@ -63,6 +63,8 @@ def parse_order(obj: ObjectDef, order_by: list[str] | None) -> list[SortKey]:
         field = obj.field(name)
         if field is None:
             errors.append(FieldError("UNKNOWN_FIELD", f"order_by.{i}", f"'{obj.api_name}' has no field named '{name}'"))
+        elif name in hidden:
+            errors.append(FieldError("FORBIDDEN", f"order_by.{i}", f"you may not read '{obj.api_name}.{name}', so you may not sort on it"))
         elif not field.field_type.sortable:
             errors.append(FieldError("NOT_SORTABLE", f"order_by.{i}", f"a {field.type} field cannot be sorted on"))
         else:

@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..metadata.catalog import Catalog
 from ..metadata.definitions import ObjectDef
 from ..metadata.fieldtypes.base import FieldType
-from .filters import FilterCompiler
+from .filters import FilterCompiler, HiddenFields, nothing_hidden
 from .paging import (
     SortKey,
     after_clause,
@@ -102,15 +102,16 @@ class Branch:
 class TreeReader:
     """Runs one selection tree on one connection, Catalog and permission scope."""
 
-    def __init__(self, conn: Connection, catalog: Catalog, scope: Scope):
+    def __init__(self, conn: Connection, catalog: Catalog, scope: Scope, hidden: HiddenFields = nothing_hidden):
         self.conn = conn
         self.catalog = catalog
         self.scope = scope
+        self.hidden = hidden
 
     # -- entry points ----------------------------------------------------------------------
     def page(self, obj: ObjectDef, window: Window, selection: Selection, extra: ColumnElement[bool] | None = None) -> Branch:
         table = self.catalog.table(obj.api_name)
-        keys = parse_order(obj, window.order_by)
+        keys = parse_order(obj, window.order_by, self.hidden(obj))
         where = and_(self._alive(table, window.deleted), self.scope(obj, table), self._filter(obj, window.filter),
                      true() if extra is None else extra)
         page_where = where if window.after is None else and_(where, after_clause(table, keys, decode_cursor(keys, window.after)))
@@ -191,7 +192,7 @@ class TreeReader:
         if not parent_ids:
             return
         table = self.catalog.table(child.api_name)
-        keys = parse_order(child, window.order_by)
+        keys = parse_order(child, window.order_by, self.hidden(child))
         link = table.c[spec.field]
         where = and_(link.in_(parent_ids), self._alive(table, window.deleted), self.scope(child, table),
                      self._filter(child, window.filter))
@@ -220,7 +221,7 @@ class TreeReader:
     def _filter(self, obj: ObjectDef, spec: dict | None) -> ColumnElement[bool]:
         if not spec:
             return true()
-        return FilterCompiler(self.catalog, self.scope).compile(obj, spec)
+        return FilterCompiler(self.catalog, self.scope, self.hidden).compile(obj, spec)
 
     @staticmethod
     def _alive(table: Table, deleted: bool) -> ColumnElement[bool]:

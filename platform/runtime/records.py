@@ -24,22 +24,31 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    not_,
     select,
     true,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.sql.elements import True_
 
 from ..metadata import store
 from ..metadata.actors import Actor
 from ..metadata.catalog import Catalog, CatalogCache
 from ..metadata.database import WRITE
 from ..metadata.definitions import ObjectDef
-from ..metadata.errors import Conflict, FieldError, InUse, NotFound, ValidationFailed
+from ..metadata.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InUse,
+    NotFound,
+    ValidationFailed,
+)
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.lookup import normalize_id
 from ..metadata.names import constraint_name
-from .access import AccessPolicy, OpenAccess
+from .access import AccessPolicy, FieldAccess, OpenAccess
 from .aggregates import parse_aggregate, run_aggregate
 from .filters import FilterCompiler
 from .history import tracked_changes, write_history
@@ -51,10 +60,12 @@ from .paging import (
     order_clauses,
     parse_order,
 )
-from .reading import Branch, Selection, TreeReader, Window
+from .reading import Branch, Children, Selection, TreeReader, Window
 from .validation import RecordValidator
 
 MAX_PAGE_SIZE = 1000
+OWNERSHIP_FIELDS = ("owner_id", "org_unit_id")
+"""Set on create; changed afterwards only by a transfer."""
 MAX_BULK_SIZE = 10_000
 CHUNK = 500
 
@@ -119,6 +130,18 @@ def _constraint_error(obj: ObjectDef, exc: IntegrityError) -> ValidationFailed:
     return ValidationFailed.of([FieldError("CONSTRAINT_VIOLATED", None, "a concurrent change conflicts with this write; retry it")])
 
 
+@contextmanager
+def _forbidden_uses() -> Iterator[None]:
+    """Filtering, sorting or grouping on fields the caller may not read is FORBIDDEN, not invalid."""
+    try:
+        yield
+    except ValidationFailed as failed:
+        forbidden = [e for e in failed.errors if e.code == "FORBIDDEN"]
+        if forbidden:
+            raise Forbidden("The request uses fields you may not read; remove the listed parts.", errors=forbidden) from None
+        raise
+
+
 class RecordService:
     def __init__(self, engine: Engine, catalogs: CatalogCache, policy: AccessPolicy | None = None):
         self.engine = engine
@@ -126,6 +149,7 @@ class RecordService:
         self.policy = policy or OpenAccess()
         self._pinned: Catalog | None = None
         self._connection: Connection | None = None
+        self._transaction: Connection | None = None
 
     def at(self, catalog: Catalog, connection: Connection | None = None) -> "RecordService":
         """This service working on ``catalog`` (one request's snapshot) instead of the latest,
@@ -136,6 +160,13 @@ class RecordService:
         pinned._connection = connection
         return pinned
 
+    def joined(self, conn: Connection) -> "RecordService":
+        """This service writing inside ``conn``'s open transaction: part of a caller's larger
+        change (the security service's), committed or rolled back by that caller."""
+        joined = copy.copy(self)
+        joined._transaction = conn
+        return joined
+
     # -- plumbing ---------------------------------------------------------------------------
     def _catalog(self, conn: Connection) -> Catalog:
         return self._pinned if self._pinned is not None else self.catalogs.current(conn)
@@ -143,20 +174,24 @@ class RecordService:
     @contextmanager
     def _reading(self) -> Iterator[tuple[Connection, Catalog]]:
         try:
-            if self._connection is not None:
-                try:
-                    yield self._connection, self._catalog(self._connection)
-                finally:
-                    self._connection.rollback()
-                return
-            with self.engine.connect() as conn:
-                yield conn, self._catalog(conn)
+            with _forbidden_uses():
+                if self._connection is not None:
+                    try:
+                        yield self._connection, self._catalog(self._connection)
+                    finally:
+                        self._connection.rollback()
+                    return
+                with self.engine.connect() as conn:
+                    yield conn, self._catalog(conn)
         except DBAPIError as exc:
             self._refuse_if_stale(exc)
             raise
 
     @contextmanager
     def _writing(self) -> Iterator[tuple[Connection, Catalog]]:
+        if self._transaction is not None:
+            yield self._transaction, self._catalog(self._transaction)
+            return
         try:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 yield conn, self._catalog(conn)
@@ -185,6 +220,14 @@ class RecordService:
     def _scope(self, actor: Actor, obj: ObjectDef, table: Table, action: str):
         return self.policy.row_filter(actor, obj, table, action)
 
+    def _hidden(self, actor: Actor):
+        return lambda obj: self.policy.field_access(actor, obj).hidden
+
+    def field_access(self, actor: Actor, object_name: str) -> FieldAccess:
+        """The fields of the object ``actor`` may not read or not write."""
+        catalog = self._pinned if self._pinned is not None else self.catalogs.current()
+        return self.policy.field_access(actor, catalog.object(object_name))
+
     def _object(self, catalog: Catalog, actor: Actor, object_name: str, action: str) -> tuple[ObjectDef, Table]:
         obj = catalog.object(object_name)
         self.policy.authorize(actor, obj, action)
@@ -202,15 +245,16 @@ class RecordService:
         with self._reading() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "read")
             names = self._selection(obj, fields)
+            hidden = self.policy.field_access(actor, obj).hidden
             row = conn.execute(
-                select(*self._columns(obj, table, names)).where(
+                select(*self._columns(obj, table, [n for n in names if n not in hidden])).where(
                     table.c.id == self._id_or_missing(obj, record_id), self._alive(table, deleted),
                     self._scope(actor, obj, table, "read"),
                 )
             ).mappings().first()
             if row is None:
                 raise self._missing(obj, record_id)
-            return self._record(obj, row, names)
+            return self._record(obj, row, names, hidden)
 
     def query(
         self, actor: Actor, object_name: str, *, filter: dict | None = None, order_by: list[str] | None = None,
@@ -226,18 +270,19 @@ class RecordService:
         with self._reading() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "read")
             names = self._selection(obj, fields)
-            keys = parse_order(obj, order_by)
-            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"))
+            hidden = self.policy.field_access(actor, obj).hidden
+            keys = parse_order(obj, order_by, hidden)
+            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"), self._hidden(actor))
             where = and_(self._alive(table, deleted), self._scope(actor, obj, table, "read"),
                          compiler.compile(obj, filter) if filter else true())
             page_where = where if after is None else and_(where, after_clause(table, keys, decode_cursor(keys, after)))
             selected = list(dict.fromkeys([*names, *(k.column_name for k in keys)]))
             rows = conn.execute(
-                select(*self._columns(obj, table, selected)).where(page_where)
+                select(*self._columns(obj, table, [n for n in selected if n not in hidden])).where(page_where)
                 .order_by(*order_clauses(table, keys)).limit(first + 1)
             ).mappings().all()
             count = conn.execute(select(func.count()).select_from(table).where(where)).scalar_one() if total else None
-        records = [self._record(obj, row, selected) for row in rows[:first]]
+        records = [self._record(obj, row, selected, hidden) for row in rows[:first]]
         cursors = [encode_cursor(keys, r) for r in records]
         for record in records:
             for extra in set(selected) - set(names):
@@ -250,7 +295,7 @@ class RecordService:
         self._check_first(window.first, "first")
         with self._reading() as (conn, catalog):
             obj, _ = self._object(catalog, actor, object_name, "read")
-            self._check_selection(catalog, obj, selection, "selection")
+            selection = self._check_selection(catalog, actor, obj, selection, "selection")
             return self._reader(conn, catalog, actor).page(obj, window, selection)
 
     def read_records(self, actor: Actor, object_name: str, record_ids: list[str], selection: Selection, *,
@@ -258,7 +303,7 @@ class RecordService:
         """The records with these ids in that order, ``None`` for those missing or not visible."""
         with self._reading() as (conn, catalog):
             obj, _ = self._object(catalog, actor, object_name, "read")
-            self._check_selection(catalog, obj, selection, "selection")
+            selection = self._check_selection(catalog, actor, obj, selection, "selection")
             ids = []
             for record_id in record_ids:
                 try:
@@ -278,12 +323,16 @@ class RecordService:
         return record
 
     def _reader(self, conn: Connection, catalog: Catalog, actor: Actor) -> TreeReader:
-        return TreeReader(conn, catalog, lambda obj, table: self._scope(actor, obj, table, "read"))
+        return TreeReader(conn, catalog, lambda obj, table: self._scope(actor, obj, table, "read"), self._hidden(actor))
 
-    def _check_selection(self, catalog: Catalog, obj: ObjectDef, selection: Selection, path: str) -> None:
+    def _check_selection(self, catalog: Catalog, actor: Actor, obj: ObjectDef, selection: Selection, path: str) -> Selection:
+        """The selection without what ``actor`` may not read (those fields come back absent:
+        transports report them); anything unknown is an error."""
         errors: list[FieldError] = []
 
-        def visit(obj: ObjectDef, selection: Selection, path: str) -> None:
+        def visit(obj: ObjectDef, selection: Selection, path: str) -> Selection:
+            hidden = self.policy.field_access(actor, obj).hidden
+            visible = Selection([n for n in selection.fields if n not in hidden])
             for name in selection.fields:
                 if obj.field(name) is None:
                     errors.append(FieldError("UNKNOWN_FIELD", f"{path}.fields", f"'{obj.api_name}' has no field named '{name}'"))
@@ -291,8 +340,8 @@ class RecordService:
                 field = obj.field(lookup)
                 if field is None or not field.target or field.api_name == "id":
                     errors.append(FieldError("NOT_A_RELATION", f"{path}.{key}", f"'{obj.api_name}.{lookup}' is not a lookup"))
-                else:
-                    visit(catalog.object(field.target), sub, f"{path}.{key}")
+                elif lookup not in hidden:
+                    visible.relations[key] = (lookup, visit(catalog.object(field.target), sub, f"{path}.{key}"))
             for key, children in selection.children.items():
                 child = catalog.objects.get(children.object)
                 field = child.field(children.field) if child else None
@@ -303,11 +352,15 @@ class RecordService:
                     self._check_first(children.window.first, f"{path}.{key}.first")
                 except ValidationFailed as failed:
                     errors.extend(failed.errors)
-                visit(child, children.selection, f"{path}.{key}")
+                sub = visit(child, children.selection, f"{path}.{key}")
+                if field.api_name not in self.policy.field_access(actor, child).hidden:
+                    visible.children[key] = Children(children.object, children.field, children.window, sub)
+            return visible
 
-        visit(obj, selection, path)
+        visible = visit(obj, selection, path)
         if errors:
             raise ValidationFailed("The selection has problems; fix the listed parts.", errors=errors)
+        return visible
 
     @staticmethod
     def _check_first(first: Any, path: str) -> None:
@@ -325,8 +378,8 @@ class RecordService:
         """
         with self._reading() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "read")
-            spec = parse_aggregate(obj, group_by, measures)
-            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"))
+            spec = parse_aggregate(obj, group_by, measures, self.policy.field_access(actor, obj).hidden)
+            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"), self._hidden(actor))
             where = and_(self._alive(table, False), self._scope(actor, obj, table, "read"),
                          compiler.compile(obj, filter) if filter else true())
             return run_aggregate(conn, table, where, spec)
@@ -341,29 +394,30 @@ class RecordService:
                 raise self._missing(obj, record_id)
             h = store.field_history
             rows = conn.execute(select(h).where(h.c.object_api_name == obj.api_name, h.c.record_id == visible.id).order_by(h.c.id))
+            hidden = self.policy.field_access(actor, obj).hidden
             return [
                 {"field": r.field_api_name, "event": r.event, "old": r.old_value, "new": r.new_value, "actor_id": r.actor_id, "at": r.at}
-                for r in rows
+                for r in rows if r.field_api_name not in hidden
             ]
 
     # -- writing ----------------------------------------------------------------------------
     def create(self, actor: Actor, object_name: str, values: dict[str, Any]) -> dict[str, Any]:
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "create")
-            return self._insert(conn, catalog, obj, table, actor, [values], indexed=False)[0]
+            return self._visible(actor, obj, self._insert(conn, catalog, obj, table, actor, [values], indexed=False))[0]
 
     def bulk_create(self, actor: Actor, object_name: str, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Create many records in one transaction: all of them, or none and every row's errors."""
         self._check_bulk(values)
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "create")
-            return self._insert(conn, catalog, obj, table, actor, values, indexed=True)
+            return self._visible(actor, obj, self._insert(conn, catalog, obj, table, actor, values, indexed=True))
 
     def update(self, actor: Actor, object_name: str, record_id: str, values: dict[str, Any], *, expected_version: int | None = None) -> dict[str, Any]:
         """Change some fields; with ``expected_version``, refuse (CONFLICT) if the record moved on."""
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "update")
-            return self._update(conn, catalog, obj, table, actor, record_id, values, expected_version, None)
+            return self._visible(actor, obj, [self._update(conn, catalog, obj, table, actor, record_id, values, expected_version, None)])[0]
 
     def bulk_update(self, actor: Actor, object_name: str, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``[{"id", "values", "expected_version"?}, ...]`` in one transaction, all or nothing."""
@@ -385,7 +439,30 @@ class RecordService:
                     errors.append(FieldError(failed.code, str(i), failed.message))
             if errors:
                 raise ValidationFailed.of(errors)
-        return results
+        return self._visible(actor, obj, results)
+
+    def transfer(self, actor: Actor, object_name: str, record_id: str, owner_id: str, *, org_unit_id: str | None = None) -> dict[str, Any]:
+        """Give a record to another owner; its org unit follows the new owner unless one is given."""
+        with self._writing() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "transfer")
+            current = self._locked(conn, obj, table, actor, record_id, "transfer", deleted=False)
+            coerced, errors = self._validator(catalog, obj).check(
+                {"owner_id": owner_id, **({"org_unit_id": org_unit_id} if org_unit_id is not None else {})}, creating=False)
+            if not errors and coerced.get("owner_id") is None:
+                errors.append(FieldError("REQUIRED", "owner_id", "names the new owner"))
+            if errors:
+                raise ValidationFailed.of(errors)
+            coerced.setdefault("org_unit_id", self.policy.home_unit(coerced["owner_id"], obj) or current["org_unit_id"])
+            errors = self._database_problems(conn, catalog, obj, actor, [coerced], [current["id"]], False)
+            if errors:
+                raise ValidationFailed.of(errors)
+            now = _now()
+            after = {**current, **coerced, "version": current["version"] + 1, "updated_at": now, "updated_by": actor.id}
+            conn.execute(update(table).where(table.c.id == current["id"]).values(
+                owner_id=after["owner_id"], org_unit_id=after["org_unit_id"], version=after["version"], updated_at=now, updated_by=actor.id))
+            write_history(conn, obj, actor, now, [
+                (current["id"], name, "transferred", current[name], after[name]) for name in OWNERSHIP_FIELDS if current[name] != after[name]])
+        return self._visible(actor, obj, [after])[0]
 
     def delete(self, actor: Actor, object_name: str, record_id: str) -> None:
         """Move a record (and its master-detail children) to the recycle bin."""
@@ -436,6 +513,7 @@ class RecordService:
         if not inputs:
             return []
         validator = self._validator(catalog, obj)
+        self._refuse_unwritable(actor, obj, inputs, indexed, creating=True)
         records, errors = [], []
         for i, values in enumerate(inputs):
             coerced, problems = validator.check(values, creating=True)
@@ -446,9 +524,10 @@ class RecordService:
             raise ValidationFailed.of(errors)
         now = _now()
         canonical = list(obj.fields_by_name)
+        home = self.policy.owning_unit(actor, obj)
         for position, record in enumerate(records):
             record.update({
-                "id": new_record_id(), "owner_id": record.get("owner_id") or actor.id, "org_unit_id": None,
+                "id": new_record_id(), "owner_id": record.get("owner_id") or actor.id, "org_unit_id": record.get("org_unit_id") or home,
                 "business_type": None, "created_at": now, "created_by": actor.id, "updated_at": now,
                 "updated_by": actor.id, "version": 1, "deleted_at": None,
             })
@@ -458,6 +537,7 @@ class RecordService:
             conn.execute(table.insert(), [self._row(obj, r) for r in records])
         except IntegrityError as exc:
             raise _constraint_error(obj, exc) from None
+        self._refuse_outside_scope(conn, obj, table, actor, records, indexed)
         if any(f.tracked for f in obj.fields):
             write_history(conn, obj, actor, now, [(r["id"], None, "created", None, None) for r in records])
         return records
@@ -466,6 +546,7 @@ class RecordService:
         def at(errors: list[FieldError]) -> list[FieldError]:
             return [e.at(index) for e in errors] if index is not None else errors
 
+        self._refuse_unwritable(actor, obj, [values], index is not None, creating=False, offset=index or 0)
         coerced, errors = self._validator(catalog, obj).check(values, creating=False)
         if expected_version is not None and (not isinstance(expected_version, int) or isinstance(expected_version, bool)):
             errors.append(FieldError("INVALID_TYPE", "expected_version", "must be a whole number"))
@@ -495,6 +576,48 @@ class RecordService:
             raise Conflict("The record was changed by someone else meanwhile; reload it and try again.", field="expected_version")
         write_history(conn, obj, actor, now, [(current["id"], f, "updated", old, new) for f, old, new in tracked_changes(obj, current, changed)])
         return after
+
+    def _refuse_unwritable(self, actor, obj, inputs, indexed, *, creating, offset=0) -> None:
+        """Writing a field the caller may not edit is FORBIDDEN; so is changing ownership outside
+        a transfer (on create the owner and unit may be given, within the caller's scope)."""
+        read_only = self.policy.field_access(actor, obj).read_only
+        errors = []
+        for i, values in enumerate(inputs):
+            if not isinstance(values, dict):
+                continue
+            for name in values:
+                if name in read_only:
+                    error = FieldError("FORBIDDEN", name, "you may not edit this field")
+                elif name in OWNERSHIP_FIELDS and not creating and not actor.is_system:
+                    error = FieldError("FORBIDDEN", name, "ownership changes through a transfer, not an edit")
+                else:
+                    continue
+                errors.append(error.at(i + offset) if indexed else error)
+        if errors:
+            raise Forbidden("The input writes fields you may not edit; remove the listed parts.", errors=errors)
+
+    def _refuse_outside_scope(self, conn, obj, table, actor, records, indexed) -> None:
+        """New records must lie within the caller's create scope (owner and org unit)."""
+        scope = self._scope(actor, obj, table, "create")
+        if isinstance(scope, True_):
+            return
+        position = {r["id"]: i for i, r in enumerate(records)}
+        outside: list[str] = []
+        for chunk in _chunks(list(position)):
+            outside.extend(conn.execute(select(table.c.id).where(table.c.id.in_(chunk), not_(scope))).scalars())
+        if outside:
+            errors = [FieldError("FORBIDDEN", "owner_id", "this owner and org unit are outside the scope in which you may create records")]
+            raise Forbidden("Some records would be created outside your scope; nothing was written.",
+                            errors=[errors[0].at(position[i]) for i in sorted(outside, key=position.get)] if indexed else errors)
+
+    def _visible(self, actor: Actor, obj: ObjectDef, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        hidden = self.policy.field_access(actor, obj).hidden
+        if hidden:
+            for record in records:
+                for name in hidden:
+                    if name in record:
+                        record[name] = None
+        return records
 
     @staticmethod
     def _lock_in_order(conn, table, record_ids) -> None:
@@ -548,8 +671,8 @@ class RecordService:
                         i = first_row[value]
                         if other_id != own_ids[i]:
                             add(i, FieldError("DUPLICATE_VALUE", field.api_name, "is already used by another record; it must be unique"))
-        for field in (obj.field("owner_id"), *obj.fields):
-            if not field.target or (not field.writable and field.api_name != "owner_id"):
+        for field in (*(obj.field(name) for name in OWNERSHIP_FIELDS), *obj.fields):
+            if not field.target or (not field.writable and field.api_name not in OWNERSHIP_FIELDS):
                 continue
             wanted: dict[str, list[int]] = {}
             for i, record in enumerate(records):
@@ -639,11 +762,11 @@ class RecordService:
         fields = [obj.fields_by_name[name] for name in names]
         return [table.c[c] for field in fields for c in field.field_type.column_names(field)]
 
-    def _record(self, obj: ObjectDef, row, names: list[str]) -> dict[str, Any]:
+    def _record(self, obj: ObjectDef, row, names: list[str], hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
         record = {}
         for name in names:
             field = obj.fields_by_name[name]
-            record[name] = field.field_type.from_row(field, row)
+            record[name] = None if name in hidden else field.field_type.from_row(field, row)
         return record
 
     @staticmethod

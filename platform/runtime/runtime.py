@@ -12,6 +12,13 @@ from ..metadata.service import MetadataService
 from ..metadata.versions import DatabaseVersions, RedisVersions
 from .access import AccessPolicy
 from .records import RecordService
+from .security.enforcement import RolePolicy
+from .security.policies import PolicyStore
+from .security.rate_limit import FailureCounter
+from .security.service import SecurityService
+
+SIGN_IN_FAILURES = 5
+SIGN_IN_WINDOW_SECONDS = 15 * 60
 
 
 class Runtime:
@@ -27,7 +34,11 @@ class Runtime:
         self.versions = RedisVersions(redis, redis_prefix) if redis is not None else DatabaseVersions()
         self.catalogs = CatalogCache(engine, self.versions)
         self.metadata = MetadataService(engine, self.catalogs, self.versions)
-        self.records = RecordService(engine, self.catalogs, policy)
+        self.policies = PolicyStore(engine)
+        self.records = RecordService(engine, self.catalogs, policy or RolePolicy(self.policies))
+        failures = FailureCounter(redis, redis_prefix, SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS)
+        self.security = SecurityService(engine, self.records, self.policies, failures)
+        self.redis_prefix = redis_prefix
         self._listener = None
 
     @classmethod
@@ -41,6 +52,7 @@ class Runtime:
 
     def install(self) -> "Runtime":
         self.metadata.install()
+        self.security.install()
         return self
 
     def catalog(self):
@@ -66,9 +78,11 @@ class Runtime:
         """Reload the Catalog in the background when another process announces a change."""
         if isinstance(self.versions, RedisVersions) and self._listener is None:
             self._listener = self.versions.listen(lambda _version: self.catalogs.current())
+            self.policies.watch(self.redis, self.redis_prefix)
         return self._listener
 
     def close(self) -> None:
+        self.policies.close()
         if self._listener is not None:
             self._listener.stop()
             self._listener.join(timeout=5)

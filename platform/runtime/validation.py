@@ -17,7 +17,7 @@ from ..metadata.fieldtypes.base import nullable
 from ..metadata.fieldtypes.lookup import UUID_PATTERN
 from .schema_check import compile_check
 
-INPUT_SYSTEM_FIELDS = ("owner_id",)
+INPUT_SYSTEM_FIELDS = ("owner_id", "org_unit_id")
 """System fields a caller may set; the rest are kept by the platform."""
 
 _TYPE_WORDS = {
@@ -28,7 +28,7 @@ _TYPE_WORDS = {
 
 def record_schema(obj: ObjectDef, *, creating: bool) -> dict[str, Any]:
     """The JSON Schema of a record's input: every writable field, required ones on create."""
-    properties: dict[str, Any] = {"owner_id": nullable({"type": "string", "pattern": UUID_PATTERN})}
+    properties: dict[str, Any] = {name: nullable({"type": "string", "pattern": UUID_PATTERN}) for name in INPUT_SYSTEM_FIELDS}
     required = []
     for field in obj.fields:
         if not field.writable:
@@ -62,7 +62,8 @@ class RecordValidator:
         self._create_fast = compile_check(self.create_schema)
         self._update_fast = compile_check(self.update_schema)
         self._coercers = {f.api_name: f.field_type.coercer(f) for f in obj.fields if f.writable}
-        self._coercers["owner_id"] = obj.field("owner_id").field_type.coercer(obj.field("owner_id"))
+        for name in INPUT_SYSTEM_FIELDS:
+            self._coercers[name] = obj.field(name).field_type.coercer(obj.field(name))
         self._defaults = {f.api_name: thaw(f.default) for f in obj.fields if f.writable and f.default is not None}
         self._read_only = {f.api_name for f in obj.fields_by_name.values() if not f.writable} - set(INPUT_SYSTEM_FIELDS)
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import sqlalchemy
-from sqlalchemy.pool import NullPool
-
 from lowcode.graphql.limits import Limits
 from lowcode.runtime import Runtime
 from lowcode.server.app import Settings, create_app
+from sqlalchemy.pool import NullPool
 
 
 def _close_every_other_session(url: str) -> int:

@@ -16,7 +16,7 @@ from lowcode.metadata.actors import Actor
 from lowcode.metadata.errors import InvalidDefinition, NotFound
 from lowcode.runtime import Runtime
 
-ALICE = Actor("0b6c1b2e-8d0e-4a8e-9a57-3f0f3c2a1d10", "alice")
+ALICE = Actor("0b6c1b2e-8d0e-4a8e-9a57-3f0f3c2a1d10", "alice", is_system=True)
 VERSION_KEY = "lowcode:meta:version"
 
 

@@ -21,7 +21,7 @@ from lowcode.metadata.errors import (
 )
 from lowcode.runtime import Runtime
 
-ALICE = Actor("0b6c1b2e-8d0e-4a8e-9a57-3f0f3c2a1d10", "alice")
+ALICE = Actor("0b6c1b2e-8d0e-4a8e-9a57-3f0f3c2a1d10", "alice", is_system=True)
 """Acts on metadata and records (record tables store actor ids as UUIDs)."""
 
 SYSTEM_COLUMNS = {
@@ -893,7 +893,7 @@ def test_failure_during_index_creation_rolls_back_the_type_change(runtime):
 
 # -- change log --------------------------------------------------------------------------------
 def test_every_change_writes_one_log_entry_and_bumps_the_version_by_one(runtime):
-    admin = Actor("0b1c2d3e-0000-4000-8000-000000000007", "alice")
+    admin = Actor("0b1c2d3e-0000-4000-8000-000000000007", "alice", is_system=True)
     log_size = len(runtime.metadata.changes(limit=100_000))
     version = runtime.catalog().version
 

@@ -810,9 +810,9 @@ def test_unknown_object_is_not_found(rt):
 
 def test_history_tracks_changes_of_tracked_fields_with_the_actor(rt):
     user = rt.records.create(SYS, "user", {"username": "alice"})
-    alice = Actor(user["id"], "alice")
+    alice = Actor(user["id"], "alice", is_system=True)
     bob_user = rt.records.create(SYS, "user", {"username": "bob"})
-    bob = Actor(bob_user["id"], "bob")
+    bob = Actor(bob_user["id"], "bob", is_system=True)
 
     acct = rt.records.create(alice, "account", {"name": "Acme", "industry": "energy", "employees": 1})
     assert acct["created_by"] == alice.id and acct["owner_id"] == alice.id

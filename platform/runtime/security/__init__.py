@@ -1,0 +1,1 @@
+"""Users, the org tree, roles and their grants, and the SQL predicate that enforces them."""

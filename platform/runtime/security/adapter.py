@@ -1,0 +1,66 @@
+"""Casbin's ``Adapter`` over the platform's own security tables.
+
+Policy changes are written by :class:`~lowcode.security.service.SecurityService` in the same
+transaction as their audit entry and the policy version bump; Casbin only ever loads. The lines:
+
+- ``g, <user id>, <role>, <unit id>``: a membership (the org unit is the domain);
+- ``p, <role>, <object>, <action>, <scope>``: a role may ``action`` records of ``object`` within
+  ``scope`` (read and export carry the read scope, the other actions the write scope);
+- ``p, <role>, <object>.<field>, field, hidden|read``: a field restricted for that role;
+- ``p, <role>, *, *, all``: an administrator role.
+"""
+from __future__ import annotations
+
+from casbin import persist
+from sqlalchemy import Connection, select
+
+from . import store
+
+READ_ACTIONS = ("read", "export")
+ADMIN_RULE = ("*", "*", "all")
+
+
+def policy_lines(conn: Connection) -> list[tuple[str, ...]]:
+    """Every policy line, in a stable order."""
+    lines: list[tuple[str, ...]] = []
+    for role in conn.execute(select(store.roles.c.name, store.roles.c.administrator).order_by(store.roles.c.name)):
+        if role.administrator:
+            lines.append(("p", role.name, *ADMIN_RULE))
+    grants = store.object_grants
+    for row in conn.execute(select(grants).order_by(grants.c.role_name, grants.c.object_api_name)):
+        for action in row.actions:
+            scope = row.read_scope if action in READ_ACTIONS else row.write_scope
+            lines.append(("p", row.role_name, row.object_api_name, action, scope))
+    fields = store.field_grants
+    for row in conn.execute(select(fields).order_by(fields.c.role_name, fields.c.object_api_name, fields.c.field_api_name)):
+        lines.append(("p", row.role_name, f"{row.object_api_name}.{row.field_api_name}", "field", row.access))
+    m = store.memberships
+    for row in conn.execute(select(m.c.user_id, m.c.role_name, m.c.unit_id).order_by(m.c.user_id, m.c.created_at, m.c.unit_id, m.c.role_name)):
+        lines.append(("g", str(row.user_id), row.role_name, str(row.unit_id)))
+    return lines
+
+
+class PlatformTablesAdapter(persist.Adapter):
+    """Loads the policy from the security tables through ``connect()`` (a SQLAlchemy engine's)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.loaded_version: int | None = None
+
+    def load_policy(self, model) -> None:
+        with self.engine.connect() as conn:
+            self.loaded_version = conn.execute(select(store.policy_version.c.version)).scalar_one()
+            for line in policy_lines(conn):
+                persist.load_policy_line(", ".join(line), model)
+
+    def save_policy(self, model) -> bool:
+        raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")
+
+    def add_policy(self, sec, ptype, rule) -> None:
+        raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")
+
+    def remove_policy(self, sec, ptype, rule) -> None:
+        raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")
+
+    def remove_filtered_policy(self, sec, ptype, field_index, *field_values) -> None:
+        raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")

@@ -1,0 +1,131 @@
+"""What one user may do, as answered by the policy for one policy version.
+
+:class:`UserAccess` is immutable and computed once per (user, policy version): per object, the
+actions granted, the rows each action reaches (:class:`Scope`) and the fields hidden or read-only.
+Several memberships combine by union: a field is hidden only when every role granting read on the
+object hides it, a scope is the widest any membership gives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore")
+SCOPES = ("own", "unit", "unit_and_below", "all")
+FIELD_ACCESS = ("hidden", "read", "edit")
+READ_ACTIONS = frozenset({"read", "export"})
+
+DIRECTORY_OBJECTS = ("user", "org_unit")
+"""Every signed-in user may read these (scope ``all``) even when no role names them."""
+
+MANAGED_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({"org_unit": frozenset({"parent", "path"})})
+"""Fields only the security service writes (the tree's shape); read-only to every caller."""
+
+MANAGED_ACTIONS: Mapping[str, frozenset[str]] = MappingProxyType({
+    "user": frozenset({"create", "delete", "restore", "transfer"}),
+    "org_unit": frozenset({"create", "delete", "restore", "transfer"}),
+})
+"""Record operations on system objects that only the admin API performs."""
+
+
+@dataclass(frozen=True)
+class Membership:
+    unit_id: str
+    unit_path: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The rows an action reaches: everything, or own records plus whole units and subtrees.
+
+    Shares and team memberships widen every limited scope of ``read``, ``export`` and ``update``.
+    """
+
+    everything: bool = False
+    units: frozenset[str] = frozenset()
+    subtrees: tuple[str, ...] = ()
+
+    def widened(self, scope: str, membership: Membership) -> "Scope":
+        if self.everything or scope == "all":
+            return Scope(everything=True)
+        if scope == "unit":
+            return Scope(units=self.units | {membership.unit_id}, subtrees=self.subtrees)
+        if scope == "unit_and_below":
+            if any(membership.unit_path.startswith(p) for p in self.subtrees):
+                return self
+            paths = {p for p in self.subtrees if not p.startswith(membership.unit_path)} | {membership.unit_path}
+            return Scope(units=self.units, subtrees=tuple(sorted(paths)))
+        return self
+
+
+@dataclass(frozen=True)
+class ObjectAccess:
+    """One user's rights on one object."""
+
+    scopes: Mapping[str, Scope]
+    hidden: frozenset[str] = frozenset()
+    read_only: frozenset[str] = frozenset()
+    create_unit: str | None = None
+
+    def allows(self, action: str) -> bool:
+        return action in self.scopes
+
+
+EVERYTHING = Scope(everything=True)
+
+
+class UserAccess:
+    """One user's memberships and role rules at one policy version; per-object answers are memoised."""
+
+    def __init__(self, user_id: str, version: int, administrator: bool, memberships: tuple[Membership, ...],
+                 rules_by_role: Mapping[str, list[tuple[str, str, str]]]):
+        self.user_id = user_id
+        self.version = version
+        self.administrator = administrator
+        self.memberships = memberships
+        self.rules_by_role = rules_by_role
+        self.unit_ids = frozenset(m.unit_id for m in memberships)
+        self.reach = frozenset(part for m in memberships for part in m.unit_path.strip("/").split("/") if part)
+        """Units whose shares reach this user: each membership's unit and the units above it."""
+        self._objects: dict[str, ObjectAccess] = {}
+
+    def on(self, object_api_name: str) -> ObjectAccess:
+        found = self._objects.get(object_api_name)
+        if found is None:
+            found = self._objects[object_api_name] = object_access(list(self.memberships), self.rules_by_role, object_api_name)
+        return found
+
+
+def object_access(memberships: list[Membership], rules_by_role: Mapping[str, list[tuple[str, str, str]]], object_api_name: str) -> ObjectAccess:
+    """Combine the memberships' role rules ``(object, action, scope)`` for one object."""
+    scopes: dict[str, Scope] = {"read": EVERYTHING} if object_api_name in DIRECTORY_OBJECTS else {}
+    hidden_sets: list[frozenset[str]] = []
+    restricted_sets: list[frozenset[str]] = []
+    create_unit = None
+    for membership in memberships:
+        rules = rules_by_role.get(membership.role, [])
+        specific = [r for r in rules if r[0] == object_api_name]
+        actions = [(a, s) for o, a, s in specific if a != "field"] or [(a, s) for o, a, s in rules if o == "*"]
+        if not actions:
+            continue
+        prefix = object_api_name + "."
+        restrictions = {o[len(prefix):]: s for o, a, s in rules if a == "field" and o.startswith(prefix)}
+        granted = set()
+        for action, scope in actions:
+            for one in (ACTIONS if action == "*" else (action,)):
+                scopes[one] = scopes.get(one, Scope()).widened(scope, membership)
+                granted.add(one)
+        if "read" in granted:
+            hidden_sets.append(frozenset(f for f, access in restrictions.items() if access == "hidden"))
+        if granted & {"create", "update"}:
+            restricted_sets.append(frozenset(restrictions))
+        if "create" in granted and create_unit is None:
+            create_unit = membership.unit_id
+    hidden = frozenset.intersection(*hidden_sets) if hidden_sets else frozenset()
+    read_only = (frozenset.intersection(*restricted_sets) if restricted_sets else frozenset()) | hidden
+    read_only |= MANAGED_FIELDS.get(object_api_name, frozenset())
+    for action in MANAGED_ACTIONS.get(object_api_name, ()):
+        scopes.pop(action, None)
+    return ObjectAccess(MappingProxyType(scopes), hidden, read_only, create_unit)
