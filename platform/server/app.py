@@ -1,9 +1,11 @@
 """The HTTP server: a Flask app factory over the GraphQL endpoint.
 
 ``POST /graphql`` answers GraphQL requests, ``GET /graphql`` serves the GraphiQL IDE, ``GET
-/healthz`` reports whether the database (and Redis) answer. Configuration comes from the
-environment (:class:`Settings`); until users and roles exist, one bearer token set at start-up
-admits its holder as the system actor, and nothing else is admitted.
+/healthz`` reports whether the database (and Redis) answer, ``POST /auth/sign-in`` trades a
+username and password for a session token and ``POST /auth/sign-out`` revokes it. Every GraphQL
+request carries ``Authorization: Bearer <token>``: a session or API token of a user, or the
+optional service token from the environment (``LOWCODE_API_TOKEN``), which acts as the platform
+itself (for automation and bootstrapping; leave it unset to admit users only).
 
 Production: ``gunicorn -w 4 -b 0.0.0.0:8000 'lowcode.server.app:create_app()'``.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -22,7 +23,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..graphql.endpoint import GraphQLEndpoint
 from ..graphql.limits import Limits
-from ..metadata.actors import SYSTEM_ACTOR
+from ..metadata.actors import SYSTEM_ACTOR, Actor
+from ..metadata.errors import LowcodeError, Unauthenticated
 from ..runtime import Runtime
 from .graphiql import graphiql_page
 
@@ -54,8 +56,6 @@ class Settings:
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     settings = settings or Settings.from_environment()
-    if not settings.api_token:
-        raise RuntimeError("No API token configured: set LOWCODE_API_TOKEN (lowcode serve generates one when it is unset).")
     if runtime is None:
         runtime = Runtime.connect(settings.database_url, settings.redis_url).install()
         runtime.warm_on_announcements()
@@ -65,16 +65,47 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.json.sort_keys = False
     app.json.compact = True
     app.extensions["lowcode"] = {"runtime": runtime, "endpoint": endpoint, "settings": settings}
-    expected = settings.api_token.encode()
+    service_token = settings.api_token.encode()
 
-    def authenticated() -> bool:
+    def bearer_token() -> str | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
+        token = token.strip()
+        return token if scheme.lower() == "bearer" and token else None
+
+    def caller() -> Actor:
+        token = bearer_token()
+        if token is None:
+            raise Unauthenticated("Send 'Authorization: Bearer <token>': sign in at /auth/sign-in or use an API token.")
+        if service_token and hmac.compare_digest(token.encode(), service_token):
+            return SYSTEM_ACTOR
+        return runtime.security.authenticate(token)
+
+    @app.post("/auth/sign-in")
+    def sign_in():
+        body = request.get_json(silent=True) if request.is_json else None
+        if not isinstance(body, dict):
+            return _errors(400, "Send JSON {\"username\": ..., \"password\": ...}.", "BAD_REQUEST")
+        try:
+            session = runtime.security.sign_in(body.get("username"), body.get("password"), request.remote_addr or "")
+        except LowcodeError as error:
+            return _error(error)
+        return jsonify({"token": session["token"], "expiresAt": session["expires_at"].isoformat(),
+                        "user": {"id": session["user_id"], "username": body["username"]}})
+
+    @app.post("/auth/sign-out")
+    def sign_out():
+        token = bearer_token()
+        if token is None:
+            return _errors(401, "Send 'Authorization: Bearer <token>' with the session to end.", "UNAUTHENTICATED")
+        runtime.security.sign_out(token)
+        return Response(status=204)
 
     @app.post("/graphql")
     def graphql_request():
-        if not authenticated():
-            response = _errors(401, "Send 'Authorization: Bearer <token>' with the API token.", "UNAUTHENTICATED")
+        try:
+            actor = caller()
+        except LowcodeError as error:
+            response = _error(error)
             response.headers["WWW-Authenticate"] = 'Bearer realm="lowcode"'
             return response
         if not request.is_json:
@@ -82,7 +113,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         body = request.get_json(silent=True)
         if body is None:
             return _errors(400, "The request body is not valid JSON.", "BAD_QUERY")
-        status, payload = endpoint.run(SYSTEM_ACTOR, body)
+        status, payload = endpoint.run(actor, body)
         return jsonify(payload), status
 
     @app.get("/graphql")
@@ -127,11 +158,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
+def _error(error: LowcodeError) -> Response:
+    extensions = {k: v for k, v in error.as_dict().items() if k != "message"}
+    response = jsonify({"errors": [{"message": error.message, "extensions": extensions}]})
+    response.status_code = error.http_status
+    if "retry_after" in error.ctx:
+        response.headers["Retry-After"] = str(error.ctx["retry_after"])
+    return response
+
+
 def _errors(status: int, message: str, code: str) -> Response:
     response = jsonify({"errors": [{"message": message, "extensions": {"code": code}}]})
     response.status_code = status
     return response
 
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)

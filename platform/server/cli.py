@@ -275,7 +275,7 @@ def demo(ctx):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--token", envvar="LOWCODE_API_TOKEN", default=None,
-              help="The bearer token callers must send; generated and printed when unset.")
+              help="An optional service token that acts as the platform itself (automation); users sign in instead.")
 @click.pass_context
 def serve(ctx, host, port, token):
     """Serve the GraphQL API (POST /graphql) and GraphiQL (GET /graphql) with Flask's server.
@@ -284,20 +284,19 @@ def serve(ctx, host, port, token):
     gunicorn -w 4 -b 0.0.0.0:8000 'lowcode.server.app:create_app()'
     """
     from ..graphql.limits import Limits
-    from .app import Settings, create_app, new_token
+    from .app import Settings, create_app
 
     try:
         limits = Limits.from_environment()
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    if not token:
-        token = new_token()
-        click.echo(f"API token (send as 'Authorization: Bearer <token>'): {token}")
-    settings = Settings(database_url=ctx.obj["database_url"], redis_url=ctx.obj["redis_url"], api_token=token, limits=limits)
+    settings = Settings(database_url=ctx.obj["database_url"], redis_url=ctx.obj["redis_url"], api_token=token or "", limits=limits)
     try:
         app = create_app(settings)
     except LowcodeError as error:
         click.echo(json.dumps({"error": error.as_dict()}, indent=2, ensure_ascii=False), err=True)
         sys.exit(1)
     click.echo(f"GraphiQL: http://{host}:{port}/graphql")
+    click.echo(f"Sign in: POST http://{host}:{port}/auth/sign-in {{\"username\", \"password\"}}, then send "
+               "'Authorization: Bearer <token>' (the first administrator: lowcode user create --admin).")
     app.run(host=host, port=port, threaded=True)
