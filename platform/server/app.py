@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
             checks["metadataVersion"] = runtime.catalogs.current().version
+            checks["policyVersionLoaded"] = runtime.policies.version
         except Exception:
             log.exception("Health check: the database does not answer")
             checks["database"] = "unavailable"

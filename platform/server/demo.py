@@ -67,5 +67,6 @@ def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
         say(f"   {record['number']}  {record['name']:<22} {record['amount']:>14}  {record['priority']}")
     say(f"   {page.total_count} match.")
     say("Try it yourself: lowcode record list demo_opportunity --order-by -amount")
-    say("Or through GraphQL: lowcode serve, then open http://127.0.0.1:8000/graphql and ask")
+    say("Or through GraphQL: create an administrator (lowcode user create admin --admin), lowcode serve,")
+    say("sign in (POST http://127.0.0.1:8000/auth/sign-in), open http://127.0.0.1:8000/graphql with the token and ask")
     say("  { demoOpportunities(orderBy: [AMOUNT_DESC]) { nodes { name amount account { name } } } }")

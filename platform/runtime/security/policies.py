@@ -62,10 +62,11 @@ class PolicyStore:
             return self.version
 
     def current(self, stored_version: int) -> None:
-        """Reload when ``stored_version`` (read by this request) is not the one loaded."""
-        if self.version != stored_version:
+        """Reload when ``stored_version`` (read by this request) is newer than the one loaded.
+        Versions only grow: a request that read an older one is served by the newer policy."""
+        if self.version is None or stored_version > self.version:
             with self._lock:
-                if self.version != stored_version:
+                if self.version is None or stored_version > self.version:
                     self.reload()
 
     def reload_if_stale(self) -> None:
