@@ -1,5 +1,5 @@
-"""Counting failed sign-ins per key in a sliding window: in Redis when configured (shared by every
-process), otherwise in this process."""
+"""Counting failed sign-ins per key: in Redis when configured (shared by every process; the window
+opens with the first failure), otherwise in this process (the last ``window_seconds``)."""
 from __future__ import annotations
 
 import logging
@@ -34,8 +34,8 @@ class FailureCounter:
         if self.redis is not None:
             try:
                 pipe = self.redis.pipeline()
+                pipe.set(self.prefix + key, 0, ex=self.window, nx=True)
                 pipe.incr(self.prefix + key)
-                pipe.expire(self.prefix + key, self.window, nx=True)
                 pipe.execute()
                 return
             except Exception as exc:
