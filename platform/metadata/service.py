@@ -103,6 +103,9 @@ class MetadataService:
         self.engine = engine
         self.cache = cache
         self.versions = versions
+        self.on_delete: list[Callable[[Connection, str, str | None], None]] = []
+        """Called as ``(conn, object, field or None)`` inside the transaction deleting an object or
+        a field, so that what other layers keep about it (grants, shares) goes with it."""
 
     # -- installation -----------------------------------------------------------------------
     def install(self) -> None:
@@ -205,6 +208,8 @@ class MetadataService:
             conn.execute(delete(store.objects).where(store.objects.c.api_name == api_name))
             conn.execute(delete(store.auto_numbers).where(store.auto_numbers.c.object_api_name == api_name))
             conn.execute(delete(store.field_history).where(store.field_history.c.object_api_name == api_name))
+            for forget in self.on_delete:
+                forget(conn, api_name, None)
             change.log("delete_object", api_name, None, obj.as_dict(), None)
 
     # -- fields -----------------------------------------------------------------------------
@@ -279,6 +284,8 @@ class MetadataService:
                 store.fields.c.object_api_name == object_api_name, store.fields.c.api_name == field_api_name))
             change.conn.execute(delete(store.auto_numbers).where(
                 store.auto_numbers.c.object_api_name == object_api_name, store.auto_numbers.c.field_api_name == field_api_name))
+            for forget in self.on_delete:
+                forget(change.conn, object_api_name, field_api_name)
             change.log("delete_field", object_api_name, field_api_name, field.as_dict(), None)
 
     # -- the transaction --------------------------------------------------------------------

@@ -113,9 +113,9 @@ def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
         yield values[start:start + size]
 
 
-_RETRYABLE = {"40P01", "40001", "55P03"}
+RETRYABLE = {"40P01", "40001", "55P03"}
 """Deadlock, serialization failure, lock timeout: the write lost a race and may be retried."""
-_SQLITE_BUSY = {5, 6}
+SQLITE_BUSY = {5, 6}
 """SQLITE_BUSY and SQLITE_LOCKED: the writer queue timed out."""
 
 
@@ -196,7 +196,7 @@ class RecordService:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 yield conn, self._catalog(conn)
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE or getattr(exc.orig, "sqlite_errorcode", None) in _SQLITE_BUSY:
+            if getattr(exc.orig, "sqlstate", None) in RETRYABLE or getattr(exc.orig, "sqlite_errorcode", None) in SQLITE_BUSY:
                 raise Conflict("Another transaction held the same records; nothing was written, retry the request.") from None
             self._refuse_if_stale(exc)
             raise

@@ -34,10 +34,11 @@ class Runtime:
         self.versions = RedisVersions(redis, redis_prefix) if redis is not None else DatabaseVersions()
         self.catalogs = CatalogCache(engine, self.versions)
         self.metadata = MetadataService(engine, self.catalogs, self.versions)
-        self.policies = PolicyStore(engine)
+        self.policies = PolicyStore(engine, redis, redis_prefix)
         self.records = RecordService(engine, self.catalogs, policy or RolePolicy(self.policies))
         failures = FailureCounter(redis, redis_prefix, SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS)
         self.security = SecurityService(engine, self.records, self.policies, failures)
+        self.metadata.on_delete.append(self.security.forget)
         self.redis_prefix = redis_prefix
         self._listener = None
 
@@ -78,7 +79,7 @@ class Runtime:
         """Reload the Catalog in the background when another process announces a change."""
         if isinstance(self.versions, RedisVersions) and self._listener is None:
             self._listener = self.versions.listen(lambda _version: self.catalogs.current())
-            self.policies.watch(self.redis, self.redis_prefix)
+            self.policies.watch()
         return self._listener
 
     def close(self) -> None:

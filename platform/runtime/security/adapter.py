@@ -41,17 +41,25 @@ def policy_lines(conn: Connection) -> list[tuple[str, ...]]:
 
 
 class PlatformTablesAdapter(persist.Adapter):
-    """Loads the policy from the security tables through ``connect()`` (a SQLAlchemy engine's)."""
+    """Loads the policy from the security tables."""
 
     def __init__(self, engine):
         self.engine = engine
+        self.conn = None
+        """The connection of the load in progress (one snapshot with the unit paths), if any."""
         self.loaded_version: int | None = None
 
     def load_policy(self, model) -> None:
+        if self.conn is not None:
+            self._load(self.conn, model)
+            return
         with self.engine.connect() as conn:
-            self.loaded_version = conn.execute(select(store.policy_version.c.version)).scalar_one()
-            for line in policy_lines(conn):
-                persist.load_policy_line(", ".join(line), model)
+            self._load(conn, model)
+
+    def _load(self, conn, model) -> None:
+        self.loaded_version = conn.execute(select(store.policy_version.c.version)).scalar_one()
+        for line in policy_lines(conn):
+            persist.load_policy_line(", ".join(line), model)
 
     def save_policy(self, model) -> bool:
         raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")

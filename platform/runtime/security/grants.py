@@ -2,8 +2,9 @@
 
 :class:`UserAccess` is immutable and computed once per (user, policy version): per object, the
 actions granted, the rows each action reaches (:class:`Scope`) and the fields hidden or read-only.
-Several memberships combine by union: a field is hidden only when every role granting read on the
-object hides it, a scope is the widest any membership gives.
+Grants combine by union, as Casbin's matcher reads them: a role's grant on ``*`` applies to every
+object alongside its grants on single objects; over several memberships a scope is the widest any
+gives, and a field is hidden only when every role granting read on the object hides it.
 """
 from __future__ import annotations
 
@@ -106,8 +107,7 @@ def object_access(memberships: list[Membership], rules_by_role: Mapping[str, lis
     create_unit = None
     for membership in memberships:
         rules = rules_by_role.get(membership.role, [])
-        specific = [r for r in rules if r[0] == object_api_name]
-        actions = [(a, s) for o, a, s in specific if a != "field"] or [(a, s) for o, a, s in rules if o == "*"]
+        actions = [(a, s) for o, a, s in rules if o in (object_api_name, "*") and a != "field"]
         if not actions:
             continue
         prefix = object_api_name + "."

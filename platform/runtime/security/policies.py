@@ -35,8 +35,10 @@ def read_policy_version(conn) -> int:
 
 
 class PolicyStore:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, redis_client=None, channel_prefix: str = ""):
         self.engine = engine
+        self.redis = redis_client
+        self.channel = channel_prefix + WATCHER_CHANNEL
         self._lock = threading.RLock()
         self._adapter = PlatformTablesAdapter(engine)
         self._enforcer: casbin.Enforcer | None = None
@@ -48,14 +50,19 @@ class PolicyStore:
 
     # -- loading ----------------------------------------------------------------------------
     def reload(self) -> int:
-        """Load every policy line and the unit paths; returns the version loaded."""
-        with self._lock:
-            if self._enforcer is None:
-                self._enforcer = casbin.Enforcer(MODEL_PATH, self._adapter)
-            else:
-                self._enforcer.load_policy()
-            with self.engine.connect() as conn:
+        """Load every policy line and the unit paths from one snapshot; returns the version loaded."""
+        with self._lock, self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            self._adapter.conn = conn
+            try:
+                if self._enforcer is None:
+                    self._enforcer = casbin.Enforcer(MODEL_PATH, self._adapter)
+                else:
+                    self._enforcer.load_policy()
                 self._paths = {str(i): p for i, p in conn.execute(select(UNITS.c.id, UNITS.c.path))}
+            finally:
+                self._adapter.conn = None
             self.version = self._adapter.loaded_version
             self._users = {}
             self.reloads += 1
@@ -103,19 +110,29 @@ class PolicyStore:
             return self._enforcer.enforce(user_id, unit_id, object_api_name, action)
 
     # -- other processes --------------------------------------------------------------------
-    def watch(self, redis_client, channel_prefix: str = "") -> None:
+    def watch(self) -> None:
         """Reload soon after another process announces a change (Casbin's Redis watcher)."""
-        from redis_watcher import WatcherOptions, new_watcher
+        from redis_watcher import new_watcher
 
-        settings = redis_client.connection_pool.connection_kwargs
+        if self.redis is None:
+            return
+        if self._enforcer is None:
+            self.reload()
+        self.close()
+        self._watcher = new_watcher(self._options(self._on_announcement))
+
+    def _options(self, callback=None):
+        from redis_watcher import WatcherOptions
+
+        settings = self.redis.connection_pool.connection_kwargs
         options = WatcherOptions()
         options.host = settings.get("host", "localhost")
         options.port = settings.get("port", 6379)
         options.password = settings.get("password")
-        options.channel = channel_prefix + WATCHER_CHANNEL
-        options.optional_update_callback = self._on_announcement
-        self._watcher = new_watcher(options)
-        self._enforcer.set_watcher(self._watcher)
+        options.ssl = self.redis.connection_pool.connection_class.__name__ == "SSLConnection"
+        options.channel = self.channel
+        options.optional_update_callback = callback
+        return options
 
     def _on_announcement(self, _message: str) -> None:
         try:
@@ -124,11 +141,17 @@ class PolicyStore:
             log.exception("reloading the policy after an announcement failed; the next request retries")
 
     def announce(self) -> None:
-        if self._watcher is not None:
-            try:
-                self._watcher.update()
-            except Exception:
-                log.warning("policy change not announced through Redis; other processes reload on their next request")
+        """Tell other processes the policy changed (they would see it on their next request anyway)."""
+        if self.redis is None:
+            return
+        try:
+            if self._watcher is None:
+                from redis_watcher import new_publish_watcher
+
+                self._watcher = new_publish_watcher(self._options())
+            self._watcher.update()
+        except Exception:
+            log.warning("policy change not announced through Redis; other processes reload on their next request")
 
     def close(self) -> None:
         watcher, self._watcher = self._watcher, None

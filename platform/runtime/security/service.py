@@ -7,8 +7,10 @@ transaction, and are announced to other processes after commit.
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
@@ -24,10 +26,12 @@ from sqlalchemy import (
     table,
     update,
 )
+from sqlalchemy.exc import OperationalError
 
 from ...metadata.actors import SYSTEM_ACTOR, Actor
 from ...metadata.database import WRITE, is_sqlite
 from ...metadata.errors import (
+    Conflict,
     FieldError,
     Forbidden,
     InUse,
@@ -38,7 +42,7 @@ from ...metadata.errors import (
 )
 from ...metadata.names import API_NAME, table_name
 from ...metadata.sqltypes import RecordId
-from ..records import RecordService, new_record_id
+from ..records import RETRYABLE, SQLITE_BUSY, RecordService, new_record_id
 from . import store
 from .credentials import (
     hash_password,
@@ -52,6 +56,8 @@ from .grants import ACTIONS, FIELD_ACCESS, SCOPES
 from .policies import UNITS, PolicyStore
 from .rate_limit import FailureCounter
 
+log = logging.getLogger(__name__)
+
 ADMINISTRATOR = "administrator"
 SESSION_HOURS = 12
 TOUCH_SECONDS = 60
@@ -60,6 +66,15 @@ TOUCH_SECONDS = 60
 USERS = table(table_name("user"), column("id", RecordId), column("username"), column("full_name"), column("active"),
               column("deleted_at"))
 SHARE_ACCESS = ("read", "edit")
+
+
+@dataclass
+class SecurityChange:
+    """The transaction of one change and what its audit entry will say."""
+
+    conn: Connection
+    target: str
+    details: dict[str, Any]
 
 
 def _now() -> datetime:
@@ -99,14 +114,39 @@ class SecurityService:
                     description="Manages metadata and security; sees and changes every record."))
         self.policies.reload()
 
+    def forget(self, conn: Connection, object_api_name: str, field_api_name: str | None) -> None:
+        """Drop the grants (and, for an object, the shares and teams) of a deleted object or field,
+        in the metadata change's transaction, so that a later namesake starts with none."""
+        fields = store.field_grants
+        if field_api_name is not None:
+            removed = conn.execute(delete(fields).where(fields.c.object_api_name == object_api_name,
+                                                        fields.c.field_api_name == field_api_name)).rowcount
+        else:
+            removed = conn.execute(delete(fields).where(fields.c.object_api_name == object_api_name)).rowcount
+            removed += conn.execute(delete(store.object_grants).where(store.object_grants.c.object_api_name == object_api_name)).rowcount
+            for per_record in (store.record_shares, store.team_members):
+                conn.execute(delete(per_record).where(per_record.c.object_api_name == object_api_name))
+        if removed:
+            conn.execute(update(store.policy_version).values(version=store.policy_version.c.version + 1))
+
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
-    def _change(self, actor: Actor, action: str, target: str, details: dict[str, Any], *, policy: bool) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            yield conn
-            conn.execute(insert(store.audit_log).values(at=_now(), actor_id=actor.id, action=action, target=target, details=details))
-            if policy:
-                conn.execute(update(store.policy_version).values(version=store.policy_version.c.version + 1))
+    def _change(self, actor: Actor, action: str, target: str, details: dict[str, Any], *, policy: bool) -> Iterator["SecurityChange"]:
+        """One audited transaction. A policy change raises the policy version first: the row lock
+        queues every policy change behind the one running (a tree move and a unit created below
+        it, a membership added to a unit being deleted), so none sees the other half-done."""
+        try:
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                if policy:
+                    conn.execute(update(store.policy_version).values(version=store.policy_version.c.version + 1))
+                change = SecurityChange(conn, target, details)
+                yield change
+                conn.execute(insert(store.audit_log).values(at=_now(), actor_id=actor.id, action=action,
+                                                            target=change.target, details=change.details))
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) in RETRYABLE or getattr(exc.orig, "sqlite_errorcode", None) in SQLITE_BUSY:
+                raise Conflict("Another change held the same rows; nothing was changed, retry the request.") from None
+            raise
         if policy:
             self.policies.announce()
 
@@ -157,16 +197,27 @@ class SecurityService:
                 raise Unauthenticated("The token has expired; sign in again.")
             if row.username is None or row.deleted_at is not None or not row.active:
                 raise Unauthenticated("The token's user is deleted or deactivated.")
-            if row.last_used_at is None or (now - row.last_used_at).total_seconds() > TOUCH_SECONDS:
-                conn.execute(update(t).where(t.c.id == row.id).values(last_used_at=now))
-                conn.commit()
+        if row.last_used_at is None or (now - row.last_used_at).total_seconds() > TOUCH_SECONDS:
+            self._touch(row.id, now)
         user_id = str(row.user_id)
         return Actor(user_id, row.username, access=self.policies.access(user_id, row.policy_version))
 
+    def _touch(self, token_id: str, now: datetime) -> None:
+        """Stamp the token's last use; best effort (a busy database must not fail the request)."""
+        try:
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                conn.execute(update(store.tokens).where(store.tokens.c.id == token_id).values(last_used_at=now))
+        except OperationalError as exc:
+            log.info("token %s: last use not recorded (%s)", token_id, exc.orig)
+
     def sign_out(self, token: str) -> None:
         t = store.tokens
-        with self.engine.begin() as conn:
-            conn.execute(update(t).where(t.c.token_hash == token_digest(token), t.c.revoked_at.is_(None)).values(revoked_at=_now()))
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.c.id, t.c.user_id).where(t.c.token_hash == token_digest(token), t.c.revoked_at.is_(None))).first()
+        if row is None:
+            return
+        with self._change(Actor(str(row.user_id), is_system=True), "token.sign_out", f"token:{row.id}", {}, policy=False) as change:
+            change.conn.execute(update(t).where(t.c.id == row.id, t.c.revoked_at.is_(None)).values(revoked_at=_now()))
 
     def issue_token(self, actor: Actor, name: Any, expires_at: datetime | None = None, user_id: str | None = None) -> dict[str, Any]:
         """A named API token for ``actor`` (or, for administrators, another user); the plain token
@@ -188,7 +239,8 @@ class SecurityService:
         token = new_token()
         token_id = new_record_id()
         details = {"user_id": user_id, "name": name, "kind": kind, "expires_at": expires_at.isoformat() if expires_at else None}
-        with self._change(actor, "token.issue", f"token:{token_id}", details, policy=False) as conn:
+        with self._change(actor, "token.issue", f"token:{token_id}", details, policy=False) as change:
+            conn = change.conn
             conn.execute(insert(store.tokens).values(
                 id=token_id, user_id=user_id, name=name, kind=kind, token_hash=token_digest(token), hint=token_hint(token),
                 created_at=_now(), expires_at=expires_at))
@@ -197,7 +249,8 @@ class SecurityService:
     def revoke_token(self, actor: Actor, token_id: Any) -> None:
         token_id = _id(token_id, "id")
         t = store.tokens
-        with self._change(actor, "token.revoke", f"token:{token_id}", {}, policy=False) as conn:
+        with self._change(actor, "token.revoke", f"token:{token_id}", {}, policy=False) as change:
+            conn = change.conn
             row = conn.execute(select(t.c.user_id).where(t.c.id == token_id)).first()
             if row is None or str(row.user_id) != actor.id and not self._is_admin(actor):
                 raise NotFound(f"There is no token with id {token_id}.", field="id")
@@ -223,8 +276,10 @@ class SecurityService:
         self._require_admin(actor)
         if password is not None and (problem := password_problem(password)):
             raise _invalid("password", problem)
-        with self._change(actor, "user.create", "user", {"username": (values or {}).get("username")}, policy=False) as conn:
+        with self._change(actor, "user.create", "user", {"username": (values or {}).get("username")}, policy=False) as change:
+            conn = change.conn
             user = self.records.joined(conn).create(SYSTEM_ACTOR, "user", values)
+            change.target = f"user:{user['id']}"
             if password is not None:
                 conn.execute(insert(store.credentials).values(user_id=user["id"], password_hash=hash_password(password), changed_at=_now()))
         return user
@@ -243,7 +298,8 @@ class SecurityService:
             raise _invalid("password", problem)
         self._live_user(user_id)
         c = store.credentials
-        with self._change(actor, "user.password", f"user:{user_id}", {}, policy=False) as conn:
+        with self._change(actor, "user.password", f"user:{user_id}", {}, policy=False) as change:
+            conn = change.conn
             if conn.execute(update(c).where(c.c.user_id == user_id).values(password_hash=hash_password(password), changed_at=_now())).rowcount == 0:
                 conn.execute(insert(c).values(user_id=user_id, password_hash=hash_password(password), changed_at=_now()))
             conn.execute(update(store.tokens).where(store.tokens.c.user_id == user_id, store.tokens.c.kind == "session",
@@ -253,7 +309,8 @@ class SecurityService:
         """Move a user to the recycle bin: their tokens stop working at once, their memberships go."""
         self._require_admin(actor)
         user_id = _id(user_id, "user_id")
-        with self._change(actor, "user.delete", f"user:{user_id}", {}, policy=True) as conn:
+        with self._change(actor, "user.delete", f"user:{user_id}", {}, policy=True) as change:
+            conn = change.conn
             self.records.joined(conn).delete(SYSTEM_ACTOR, "user", user_id)
             conn.execute(update(store.tokens).where(store.tokens.c.user_id == user_id, store.tokens.c.revoked_at.is_(None)).values(revoked_at=_now()))
             conn.execute(delete(store.memberships).where(store.memberships.c.user_id == user_id))
@@ -272,10 +329,12 @@ class SecurityService:
     def create_unit(self, actor: Actor, name: Any, parent_id: Any = None, values: dict[str, Any] | None = None) -> dict[str, Any]:
         self._require_admin(actor)
         parent = _id(parent_id, "parent_id") if parent_id is not None else None
-        with self._change(actor, "unit.create", "org_unit", {"name": name, "parent_id": parent}, policy=True) as conn:
-            parent_path = self._unit_path(conn, parent, "parent_id") if parent else "/"
+        with self._change(actor, "unit.create", "org_unit", {"name": name, "parent_id": parent}, policy=True) as change:
+            conn = change.conn
+            parent_path = self._unit_path(conn, parent, "parent_id", lock=True) if parent else "/"
             records = self.records.joined(conn)
             unit = records.create(SYSTEM_ACTOR, "org_unit", {**(values or {}), "name": name, "parent": parent})
+            change.target = f"org_unit:{unit['id']}"
             return records.update(SYSTEM_ACTOR, "org_unit", unit["id"], {"path": f"{parent_path}{unit['id']}/"})
 
     def move_unit(self, actor: Actor, unit_id: Any, parent_id: Any) -> dict[str, Any]:
@@ -284,7 +343,8 @@ class SecurityService:
         self._require_admin(actor)
         unit_id = _id(unit_id, "id")
         parent = _id(parent_id, "parent_id") if parent_id is not None else None
-        with self._change(actor, "unit.move", f"org_unit:{unit_id}", {"parent_id": parent}, policy=True) as conn:
+        with self._change(actor, "unit.move", f"org_unit:{unit_id}", {"parent_id": parent}, policy=True) as change:
+            conn = change.conn
             old_path = self._unit_path(conn, unit_id, "id", lock=True)
             new_parent_path = self._unit_path(conn, parent, "parent_id") if parent else "/"
             if new_parent_path.startswith(old_path):
@@ -301,7 +361,8 @@ class SecurityService:
     def delete_unit(self, actor: Actor, unit_id: Any) -> None:
         self._require_admin(actor)
         unit_id = _id(unit_id, "id")
-        with self._change(actor, "unit.delete", f"org_unit:{unit_id}", {}, policy=True) as conn:
+        with self._change(actor, "unit.delete", f"org_unit:{unit_id}", {}, policy=True) as change:
+            conn = change.conn
             path = self._unit_path(conn, unit_id, "id", lock=True)
             below = conn.execute(select(func.count()).select_from(UNITS).where(
                 UNITS.c.path.startswith(path, autoescape=True), UNITS.c.path != path, UNITS.c.deleted_at.is_(None))).scalar_one()
@@ -332,7 +393,8 @@ class SecurityService:
         if errors:
             raise ValidationFailed.of(errors)
         now = _now()
-        with self._change(actor, "role.create", f"role:{name}", {"label": label, "administrator": bool(administrator)}, policy=True) as conn:
+        with self._change(actor, "role.create", f"role:{name}", {"label": label, "administrator": bool(administrator)}, policy=True) as change:
+            conn = change.conn
             if conn.execute(select(store.roles.c.name).where(store.roles.c.name == name)).first() is not None:
                 raise _invalid("name", f"a role named '{name}' already exists", "DUPLICATE_VALUE")
             conn.execute(insert(store.roles).values(name=name, label=label.strip(), description=description or "",
@@ -351,7 +413,8 @@ class SecurityService:
             changes["description"] = description
         if administrator is not None:
             changes["administrator"] = bool(administrator)
-        with self._change(actor, "role.update", f"role:{name}", changes, policy=True) as conn:
+        with self._change(actor, "role.update", f"role:{name}", changes, policy=True) as change:
+            conn = change.conn
             self._role_exists(conn, name)
             if changes.get("administrator") is False and name == ADMINISTRATOR:
                 raise Forbidden("The built-in administrator role always administers.")
@@ -360,7 +423,8 @@ class SecurityService:
 
     def delete_role(self, actor: Actor, name: str) -> None:
         self._require_admin(actor)
-        with self._change(actor, "role.delete", f"role:{name}", {}, policy=True) as conn:
+        with self._change(actor, "role.delete", f"role:{name}", {}, policy=True) as change:
+            conn = change.conn
             self._role_exists(conn, name)
             if name == ADMINISTRATOR:
                 raise Forbidden("The built-in administrator role cannot be deleted.")
@@ -389,7 +453,8 @@ class SecurityService:
         actions = [a for a in ACTIONS if a in actions]
         g = store.object_grants
         details = {"object": object_api_name, "actions": actions, "read_scope": read_scope, "write_scope": write_scope}
-        with self._change(actor, "grant.object", f"role:{role}", details, policy=True) as conn:
+        with self._change(actor, "grant.object", f"role:{role}", details, policy=True) as change:
+            conn = change.conn
             self._role_exists(conn, role)
             conn.execute(delete(g).where(g.c.role_name == role, g.c.object_api_name == object_api_name))
             if actions:
@@ -414,7 +479,8 @@ class SecurityService:
             raise ValidationFailed.of(errors)
         g = store.field_grants
         details = {"object": object_api_name, "field": field_api_name, "access": access}
-        with self._change(actor, "grant.field", f"role:{role}", details, policy=True) as conn:
+        with self._change(actor, "grant.field", f"role:{role}", details, policy=True) as change:
+            conn = change.conn
             self._role_exists(conn, role)
             conn.execute(delete(g).where(g.c.role_name == role, g.c.object_api_name == object_api_name, g.c.field_api_name == field_api_name))
             if access != "edit":
@@ -451,7 +517,8 @@ class SecurityService:
         user_id, unit_id = _id(user_id, "user_id"), _id(unit_id, "unit_id")
         m = store.memberships
         details = {"user_id": user_id, "unit_id": unit_id, "role": role}
-        with self._change(actor, "membership.add", f"user:{user_id}", details, policy=True) as conn:
+        with self._change(actor, "membership.add", f"user:{user_id}", details, policy=True) as change:
+            conn = change.conn
             self._live_user(user_id, conn)
             self._unit_path(conn, unit_id, "unit_id")
             self._role_exists(conn, role)
@@ -465,7 +532,8 @@ class SecurityService:
         user_id, unit_id = _id(user_id, "user_id"), _id(unit_id, "unit_id")
         m = store.memberships
         details = {"user_id": user_id, "unit_id": unit_id, "role": role}
-        with self._change(actor, "membership.remove", f"user:{user_id}", details, policy=True) as conn:
+        with self._change(actor, "membership.remove", f"user:{user_id}", details, policy=True) as change:
+            conn = change.conn
             removed = conn.execute(delete(m).where(m.c.user_id == user_id, m.c.unit_id == unit_id, m.c.role_name == role)).rowcount
             if not removed:
                 raise NotFound("The user holds no such role in that unit.", field="role")
@@ -491,7 +559,8 @@ class SecurityService:
             raise _invalid("access", "must be read or edit")
         s = store.record_shares
         details = {"object": object_api_name, "record_id": str(record_id), "grantee_id": grantee_id, "access": access}
-        with self._change(actor, "record.share", f"{object_api_name}:{record_id}", details, policy=False) as conn:
+        with self._change(actor, "record.share", f"{object_api_name}:{record_id}", details, policy=False) as change:
+            conn = change.conn
             record_id = self._editable_record(conn, actor, object_api_name, record_id)
             kind = self._grantee_kind(conn, grantee_id)
             conn.execute(delete(s).where(s.c.object_api_name == object_api_name, s.c.record_id == record_id, s.c.grantee_id == grantee_id))
@@ -503,7 +572,8 @@ class SecurityService:
         grantee_id = _id(grantee_id, "grantee_id")
         s = store.record_shares
         details = {"object": object_api_name, "record_id": str(record_id), "grantee_id": grantee_id}
-        with self._change(actor, "record.unshare", f"{object_api_name}:{record_id}", details, policy=False) as conn:
+        with self._change(actor, "record.unshare", f"{object_api_name}:{record_id}", details, policy=False) as change:
+            conn = change.conn
             record_id = self._editable_record(conn, actor, object_api_name, record_id)
             if not conn.execute(delete(s).where(s.c.object_api_name == object_api_name, s.c.record_id == record_id,
                                                 s.c.grantee_id == grantee_id)).rowcount:
@@ -518,7 +588,8 @@ class SecurityService:
             raise _invalid("team_role", "must be text of at most 255 characters")
         t = store.team_members
         details = {"object": object_api_name, "record_id": str(record_id), "user_id": user_id, "access": access, "team_role": team_role}
-        with self._change(actor, "team.add", f"{object_api_name}:{record_id}", details, policy=False) as conn:
+        with self._change(actor, "team.add", f"{object_api_name}:{record_id}", details, policy=False) as change:
+            conn = change.conn
             record_id = self._editable_record(conn, actor, object_api_name, record_id)
             self._live_user(user_id, conn)
             conn.execute(delete(t).where(t.c.object_api_name == object_api_name, t.c.record_id == record_id, t.c.user_id == user_id))
@@ -530,7 +601,8 @@ class SecurityService:
         user_id = _id(user_id, "user_id")
         t = store.team_members
         details = {"object": object_api_name, "record_id": str(record_id), "user_id": user_id}
-        with self._change(actor, "team.remove", f"{object_api_name}:{record_id}", details, policy=False) as conn:
+        with self._change(actor, "team.remove", f"{object_api_name}:{record_id}", details, policy=False) as change:
+            conn = change.conn
             record_id = self._editable_record(conn, actor, object_api_name, record_id)
             if not conn.execute(delete(t).where(t.c.object_api_name == object_api_name, t.c.record_id == record_id,
                                                 t.c.user_id == user_id)).rowcount:
