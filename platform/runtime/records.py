@@ -632,11 +632,12 @@ class RecordService:
             conn.execute(select(table.c.id).where(table.c.id.in_(chunk)).order_by(table.c.id).with_for_update()).all()
 
     def _locked(self, conn, obj, table, actor, record_id, action, *, deleted: bool | None) -> dict[str, Any]:
-        """The current record, row-locked until commit; missing and invisible look the same."""
+        """The current record, row-locked until commit; missing and invisible look the same (a
+        record is changed only within both the action's scope and the caller's read scope)."""
         state = true() if deleted is None else self._alive(table, deleted)
         row = conn.execute(
             select(table).where(table.c.id == self._id_or_missing(obj, record_id), state,
-                                self._scope(actor, obj, table, action)).with_for_update()
+                                self._scope(actor, obj, table, action), self._scope(actor, obj, table, "read")).with_for_update()
         ).mappings().first()
         if row is None:
             raise self._missing(obj, record_id)
@@ -683,10 +684,11 @@ class RecordService:
             target = catalog.objects.get(field.target)
             target_table = catalog.table(target.api_name)
             found: set[str] = set()
+            reach = self._scope(actor, target, target_table, "update" if field.type == "master_detail" else "read")
             for chunk in _chunks(list(wanted)):
                 found.update(conn.execute(select(target_table.c.id).where(
-                    target_table.c.id.in_(chunk), target_table.c.deleted_at.is_(None),
-                    self._scope(actor, target, target_table, "read")).with_for_update(read=True)).scalars())
+                    target_table.c.id.in_(chunk), target_table.c.deleted_at.is_(None), reach,
+                ).with_for_update(read=True)).scalars())
             for missing in set(wanted) - found:
                 for i in wanted[missing]:
                     add(i, FieldError("INVALID_REFERENCE", field.api_name, f"no {target.label} record with id {missing} exists", {"target": target.api_name}))

@@ -18,7 +18,9 @@ FIELD_ACCESS = ("hidden", "read", "edit")
 READ_ACTIONS = frozenset({"read", "export"})
 
 DIRECTORY_OBJECTS = ("user", "org_unit")
-"""Every signed-in user may read these (scope ``all``) even when no role names them."""
+"""Every signed-in user may read these (scope ``all``) even when no role names them; grants on
+``*`` do not reach them (only an explicit grant lets a role change users or units), and a role's
+field restrictions on them apply to its holders even without a grant on the object."""
 
 MANAGED_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({"org_unit": frozenset({"parent", "path"})})
 """Fields only the security service writes (the tree's shape); read-only to every caller."""
@@ -107,11 +109,14 @@ def object_access(memberships: list[Membership], rules_by_role: Mapping[str, lis
     create_unit = None
     for membership in memberships:
         rules = rules_by_role.get(membership.role, [])
-        actions = [(a, s) for o, a, s in rules if o in (object_api_name, "*") and a != "field"]
-        if not actions:
-            continue
+        applies = (object_api_name,) if object_api_name in DIRECTORY_OBJECTS else (object_api_name, "*")
+        actions = [(a, s) for o, a, s in rules if o in applies and a != "field"]
         prefix = object_api_name + "."
         restrictions = {o[len(prefix):]: s for o, a, s in rules if a == "field" and o.startswith(prefix)}
+        if not actions:
+            if restrictions and object_api_name in DIRECTORY_OBJECTS:
+                hidden_sets.append(frozenset(f for f, access in restrictions.items() if access == "hidden"))
+            continue
         granted = set()
         for action, scope in actions:
             for one in (ACTIONS if action == "*" else (action,)):
