@@ -14,7 +14,7 @@ from .access import AccessPolicy
 from .records import RecordService
 from .security.enforcement import RolePolicy
 from .security.policies import PolicyStore
-from .security.rate_limit import FailureCounter
+from .security.rate_limit import AttemptCounter
 from .security.service import SecurityService
 
 SIGN_IN_FAILURES = 5
@@ -36,8 +36,8 @@ class Runtime:
         self.metadata = MetadataService(engine, self.catalogs, self.versions)
         self.policies = PolicyStore(engine, redis, redis_prefix)
         self.records = RecordService(engine, self.catalogs, policy or RolePolicy(self.policies))
-        failures = FailureCounter(redis, redis_prefix, SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS)
-        self.security = SecurityService(engine, self.records, self.policies, failures)
+        attempts = AttemptCounter(redis, redis_prefix, SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS)
+        self.security = SecurityService(engine, self.records, self.policies, attempts)
         self.metadata.on_delete.append(self.security.forget)
         self.redis_prefix = redis_prefix
         self._listener = None

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterator
 
 import click
 
 from ..metadata.actors import SYSTEM_ACTOR
-from ..metadata.errors import LowcodeError
+from ..metadata.errors import FieldError, LowcodeError, NotFound, ValidationFailed
 from ..runtime import Runtime
+from ..runtime.security.credentials import password_problem
+from ..runtime.security.service import ADMINISTRATOR
 
 DEFAULT_DATABASE_URL = "sqlite:///lowcode.db"
 
@@ -259,6 +262,161 @@ def _table(columns: list[str], records: list[dict[str, Any]]) -> None:
     click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in rows:
         click.echo("  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)))
+
+
+# -- users -----------------------------------------------------------------------------------
+ROOT_UNIT_NAME = "Organization"
+"""The root org unit ``user create --admin`` makes when the tree is still empty."""
+
+
+@main.group("user")
+def user_group() -> None:
+    """Manage users: create the first administrator, reset passwords, issue API tokens."""
+
+
+def _read_password(from_stdin: bool, prompt: str = "Password") -> str:
+    """The new password: the whole of standard input (one trailing newline removed) with
+    ``--password-stdin``, else typed twice without echo (re-asked while it is too short)."""
+    if from_stdin:
+        text = click.get_text_stream("stdin").read()
+        for ending in ("\r\n", "\n"):
+            if text.endswith(ending):
+                return text[: -len(ending)]
+        return text
+
+    def acceptable(value: str) -> str:
+        if problem := password_problem(value):
+            raise click.UsageError(f"The password {problem}.")
+        return value
+
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True, value_proc=acceptable)
+
+
+def _user(rt: Runtime, username: str) -> dict[str, Any]:
+    """The live user named ``username`` (NOT_FOUND otherwise)."""
+    found = rt.records.query(SYSTEM_ACTOR, "user", filter={"username": {"eq": username}}, first=1).records
+    if not found:
+        raise NotFound(f"There is no user named '{username}'.", field="username")
+    return found[0]
+
+
+def _all(rt: Runtime, object_name: str, **query: Any) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = rt.records.query(SYSTEM_ACTOR, object_name, first=500, after=after, **query)
+        records += page.records
+        if not page.has_next_page:
+            return records
+        after = page.end_cursor
+
+
+def _ambiguous_unit(message: str) -> ValidationFailed:
+    return ValidationFailed.of([FieldError("AMBIGUOUS", "unit", message)])
+
+
+def _admin_unit(rt: Runtime, unit: str | None) -> dict[str, Any] | None:
+    """The org unit where ``--admin`` gives the administrator role: ``--unit`` (an id or a unique
+    name), else the only root unit; ``None`` when the tree is empty (a root is made then). With
+    several roots the choice is the caller's: ``--unit`` is required."""
+    if unit is not None:
+        try:
+            by_id = {"id": {"eq": str(uuid.UUID(unit))}}
+        except ValueError:
+            by_id = None
+        found = _all(rt, "org_unit", filter=by_id or {"name": {"eq": unit}}, order_by=["path"])
+        if not found:
+            raise NotFound(f"There is no org unit with id or name '{unit}'.", field="unit")
+        if len(found) > 1:
+            raise _ambiguous_unit(f"{len(found)} org units are named '{unit}'; give the id of one of them: "
+                                  + ", ".join(f"{u['id']} ({u['path']})" for u in found))
+        return found[0]
+    roots = _all(rt, "org_unit", filter={"parent": {"is_null": True}}, order_by=["name"])
+    if len(roots) > 1:
+        raise _ambiguous_unit(f"The org tree has {len(roots)} root units; choose the administrator's unit with --unit: "
+                              + ", ".join(f"{u['name']} ({u['id']})" for u in roots))
+    return roots[0] if roots else None
+
+
+@user_group.command("create")
+@click.argument("username")
+@click.option("--email", default=None)
+@click.option("--full-name", default=None)
+@click.option("--admin", is_flag=True,
+              help="Also give the user the built-in administrator role, in the root org unit (made, named "
+                   f"'{ROOT_UNIT_NAME}', when the tree is empty; with several roots name one with --unit).")
+@click.option("--unit", default=None, help="With --admin: the org unit (id or unique name) of the administrator role.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
+@click.pass_context
+def user_create(ctx, username, email, full_name, admin, unit, password_stdin):
+    """Create a user who signs in with a password (typed twice unless --password-stdin)."""
+    if unit is not None and not admin:
+        raise click.UsageError("--unit only says where --admin gives the administrator role; add --admin.")
+    values = {"username": username}
+    if email is not None:
+        values["email"] = email
+    if full_name is not None:
+        values["full_name"] = full_name
+    with _runtime(ctx) as rt:
+        # Everything that can be refused is checked before the password is asked for.
+        target = _admin_unit(rt, unit) if admin else None
+        if rt.records.query(SYSTEM_ACTOR, "user", filter={"username": {"eq": username}}, first=1).records:
+            raise ValidationFailed.of([FieldError("DUPLICATE_VALUE", "username", "is already used by another record; it must be unique")])
+        password = _read_password(password_stdin)
+        user = rt.security.create_user(SYSTEM_ACTOR, values, password)
+        result = {"id": user["id"], "username": user["username"], "email": user["email"], "full_name": user["full_name"],
+                  "active": user["active"], "memberships": []}
+        if admin:
+            if target is None:
+                target = rt.security.create_unit(SYSTEM_ACTOR, ROOT_UNIT_NAME)
+            rt.security.add_membership(SYSTEM_ACTOR, user["id"], target["id"], ADMINISTRATOR)
+            result["memberships"].append({"unit_id": target["id"], "unit": target["name"], "role": ADMINISTRATOR})
+        _print(result)
+
+
+@user_group.command("list")
+@click.pass_context
+def user_list(ctx):
+    """List the users with their roles (role@unit)."""
+    with _runtime(ctx) as rt:
+        users = _all(rt, "user", order_by=["username"], fields=["username", "full_name", "email", "active"])
+        units = {u["id"]: u["name"] for u in _all(rt, "org_unit", fields=["name"])}
+        roles: dict[str, list[str]] = {}
+        for m in rt.security.memberships(SYSTEM_ACTOR):
+            roles.setdefault(m["user_id"], []).append(f"{m['role']}@{units.get(m['unit_id'], m['unit_id'])}")
+        rows = [{**u, "active": "yes" if u["active"] else "no", "roles": ", ".join(roles.get(u["id"], []))} for u in users]
+        _table(["username", "full_name", "email", "active", "roles", "id"], rows)
+        click.echo(f"{len(rows)} user(s)")
+
+
+@user_group.command("password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input instead of prompting.")
+@click.pass_context
+def user_password(ctx, username, password_stdin):
+    """Set a user's password (a reset: the current one is not needed); their sessions end."""
+    with _runtime(ctx) as rt:
+        user = _user(rt, username)
+        rt.security.set_password(SYSTEM_ACTOR, user["id"], _read_password(password_stdin, "New password"))
+        click.echo(f"Changed the password of {username}; their signed-in sessions were ended.")
+
+
+@user_group.command("token")
+@click.argument("username")
+@click.option("--name", required=True, help="What the token is for (shown in token lists).")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="Without it the token does not expire.")
+@click.pass_context
+def user_token(ctx, username, name, expires_in_days):
+    """Issue an API token for a user: printed once, on standard output alone (for scripts); it acts
+    as that user with their roles."""
+    expires_at = datetime.now(timezone.utc) + timedelta(days=expires_in_days) if expires_in_days else None
+    with _runtime(ctx) as rt:
+        user = _user(rt, username)
+        issued = rt.security.issue_token(SYSTEM_ACTOR, name, expires_at=expires_at, user_id=user["id"])
+        until = f"expires {issued['expires_at'].isoformat()}" if issued["expires_at"] else "does not expire"
+        click.echo(f"API token '{issued['name']}' for {username} (id {issued['id']}, {until}); "
+                   "it is not shown again: store it now.", err=True)
+        click.echo(issued["token"])
 
 
 @main.command("demo")

@@ -824,6 +824,39 @@ def test_sign_in_failures_are_limited_per_username_and_client(runtime):
         sec.sign_in("nobody", PASSWORD, client="c")
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "redis"])
+def test_concurrent_guesses_cannot_outrun_the_limit(database_url, redis_url, shared):
+    """Attempts are counted before the password is checked: twenty threads guessing at once get
+    at most five password checks between them."""
+    runtime = Runtime.connect(database_url, redis_url if shared else None).install()
+    try:
+        runtime.security.create_user(S, {"username": "ann"}, PASSWORD)
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def guess() -> None:
+            for _ in range(2):
+                try:
+                    runtime.security.sign_in("ann", "wrong password!", client="10.9.9.9")
+                    outcome = "signed in"
+                except Unauthenticated:
+                    outcome = "checked"
+                except RateLimited:
+                    outcome = "limited"
+                with lock:
+                    outcomes.append(outcome)
+
+        threads = [threading.Thread(target=guess) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes.count("checked") == 5
+        assert outcomes.count("limited") == 35
+    finally:
+        runtime.close()
+
+
 def test_authenticate_rejects_bad_tokens(runtime):
     org = Org(runtime, schema=False)
     sec = runtime.security

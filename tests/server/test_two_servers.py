@@ -5,6 +5,10 @@ each request compares the metadata version (the Redis key ``lowcode:meta:version
 configured, else the database row) with the version of the schema it holds. Nothing here waits
 for the pub/sub announcement: every request to the other server is sent right after the change
 returned, so the result must come from the per-request version check.
+
+Security likewise: a change of the org tree (roles, grants, memberships) raises the policy version,
+which every request with a user's token reads; with Redis, the Casbin watcher also makes the other
+process reload before any request reaches it (seen on ``/healthz`` as ``policyVersionLoaded``).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from lowcode.metadata import SYSTEM_ACTOR
+from lowcode.runtime import Runtime
 
 STARTUP_SECONDS = 30
 VERSION_KEY = "lowcode:meta:version"
@@ -115,6 +121,23 @@ class Server:
 
     def version(self) -> int:
         return self.data("{ metadataVersion }")["metadataVersion"]
+
+    def as_user(self, token: str, query: str, variables: dict | None = None) -> tuple[int, dict]:
+        body = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        return self.request("POST", "/graphql", body, token=token)
+
+    def user_data(self, token: str, query: str, variables: dict | None = None) -> dict:
+        status, body = self.as_user(token, query, variables)
+        assert status == 200 and "errors" not in body, f"server {self.name}: {status} {body}"
+        return body["data"]
+
+    def policy_version_loaded(self) -> int:
+        """The policy version this process has loaded, from ``/healthz`` (which never reloads it)."""
+        status, body = self.request("GET", "/healthz")
+        assert status == 200, body
+        return body["policyVersionLoaded"]
 
 
 @pytest.fixture
@@ -269,3 +292,113 @@ def test_without_redis_the_database_version_gives_next_request_visibility(postgr
     assert b.data("query($id: ID!) { deal(id: $id) { note } }", {"id": created["id"]})["deal"] == {"note": "hello"}
     assert a.version() == b.version()
 
+
+
+# -- security across processes ------------------------------------------------------------------
+DEAL_TITLES = "{ deals(orderBy: [TITLE_ASC]) { nodes { title } } }"
+
+
+def _titles(server: Server, token: str) -> list[str]:
+    return [n["title"] for n in server.user_data(token, DEAL_TITLES)["deals"]["nodes"]]
+
+
+@pytest.fixture
+def service_runtime(postgres_url):
+    """The platform in this test process, on the servers' database (no Redis: nothing it changes
+    is announced; the servers learn of it from the policy version their requests read)."""
+    runtimes: list[Runtime] = []
+
+    def connect(redis_url: str | None = None) -> Runtime:
+        runtime = Runtime.connect(postgres_url, redis_url).install()
+        runtimes.append(runtime)
+        return runtime
+
+    yield connect
+    for runtime in runtimes:
+        runtime.close()
+
+
+def test_reparenting_a_region_changes_who_sees_its_records_on_the_next_request_of_either_server(
+        postgres_url, start_servers, service_runtime):
+    a, b = start_servers(postgres_url, None)
+    a.data(CREATE_DEAL_OBJECT)
+    rt = service_runtime()
+    sec = rt.security
+    group = sec.create_unit(SYSTEM_ACTOR, "Group")
+    sub_a = sec.create_unit(SYSTEM_ACTOR, "Subsidiary A", group["id"])
+    sub_b = sec.create_unit(SYSTEM_ACTOR, "Subsidiary B", group["id"])
+    region = sec.create_unit(SYSTEM_ACTOR, "Region R", sub_a["id"])
+    department = sec.create_unit(SYSTEM_ACTOR, "Department D", region["id"])
+    sec.create_role(SYSTEM_ACTOR, "head", "Head")
+    sec.set_object_grant(SYSTEM_ACTOR, "head", "deal", ["read", "update"], "unit_and_below", "unit_and_below")
+    admin = sec.create_user(SYSTEM_ACTOR, {"username": "admin"}, "an administrator's password")
+    sec.add_membership(SYSTEM_ACTOR, admin["id"], group["id"], "administrator")
+    tokens = {}
+    for name, unit in (("head_a", sub_a), ("head_b", sub_b), ("head_r", region)):
+        user = sec.create_user(SYSTEM_ACTOR, {"username": name})
+        sec.add_membership(SYSTEM_ACTOR, user["id"], unit["id"], "head")
+        tokens[name] = sec.issue_token(SYSTEM_ACTOR, "test", user_id=user["id"])["token"]
+    for title, unit in (("a1", sub_a), ("b1", sub_b), ("d1", department), ("d2", department)):
+        created = rt.records.create(SYSTEM_ACTOR, "deal", {"title": title, "org_unit_id": unit["id"]})
+        if title == "d1":
+            d1 = created["id"]
+
+    # Both servers answer (and cache each head's access at this policy version).
+    for server in (a, b):
+        assert _titles(server, tokens["head_a"]) == ["a1", "d1", "d2"]
+        assert _titles(server, tokens["head_b"]) == ["b1"]
+        assert _titles(server, tokens["head_r"]) == ["d1", "d2"]
+    before = b.policy_version_loaded()
+
+    # The administrator signs in on server A and moves the region under subsidiary B there.
+    status, session = a.request("POST", "/auth/sign-in", {"username": "admin", "password": "an administrator's password"})
+    assert status == 200, session
+    moved = a.user_data(session["token"], "mutation($id: ID!, $parent: ID) { moveOrgUnit(id: $id, parentId: $parent) { id parent { name } path } }",
+                        {"id": region["id"], "parent": sub_b["id"]})["moveOrgUnit"]
+    assert moved == {"id": region["id"], "parent": {"name": "Subsidiary B"}, "path": f"{sub_b['path']}{region['id']}/"}
+
+    # Server B is asked at once: nothing told it of the move but the version its request reads.
+    assert _titles(b, tokens["head_a"]) == ["a1"]
+    assert _titles(b, tokens["head_b"]) == ["b1", "d1", "d2"]
+    assert _titles(b, tokens["head_r"]) == ["d1", "d2"]  # the region head's own subtree moved with the region
+    assert b.policy_version_loaded() == before + 1
+    status, body = b.as_user(tokens["head_a"], 'mutation($id: ID!) { updateDeal(id: $id, input: {title: "x"}) { id } }', {"id": d1})
+    assert status == 200 and [e["extensions"]["code"] for e in body["errors"]] == ["NOT_FOUND"], body
+    updated = b.user_data(tokens["head_b"], 'mutation($id: ID!) { updateDeal(id: $id, input: {title: "d1b"}) { title } }', {"id": d1})
+    assert updated == {"updateDeal": {"title": "d1b"}}
+    assert _titles(a, tokens["head_a"]) == ["a1"]
+    assert _titles(a, tokens["head_b"]) == ["b1", "d1b", "d2"]
+    paths = b.user_data(tokens["head_a"], "{ orgUnits(orderBy: [NAME_ASC]) { nodes { name path } } }")["orgUnits"]["nodes"]
+    assert {n["name"]: n["path"] for n in paths}["Department D"] == f"{sub_b['path']}{region['id']}/{department['id']}/"
+
+
+def test_with_redis_the_other_server_reloads_its_policy_when_a_change_is_announced(
+        postgres_url, redis_url, start_servers, service_runtime):
+    a, b = start_servers(postgres_url, redis_url)
+    loaded = b.policy_version_loaded()
+    assert a.policy_version_loaded() == loaded
+
+    # A change from a process that does not announce it: no server reloads until a request asks.
+    quiet = service_runtime()
+    quiet.security.create_role(SYSTEM_ACTOR, "quiet", "Quiet")
+    time.sleep(1.5)
+    assert b.policy_version_loaded() == loaded and a.policy_version_loaded() == loaded
+
+    # A change made through server A is announced through the Redis watcher: server B reloads from
+    # the announcement alone (only /healthz is asked of it, which reads the loaded version and
+    # loads nothing).
+    assert a.data('mutation { createOrgUnit(input: {name: "Announced"}) { name } }') == {"createOrgUnit": {"name": "Announced"}}
+    deadline = time.monotonic() + 10
+    while b.policy_version_loaded() != loaded + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b.policy_version_loaded() == loaded + 2
+    assert a.policy_version_loaded() == loaded + 2
+
+    # Any process with the watcher announces too (here this test's own runtime).
+    loud = service_runtime(redis_url)
+    loud.warm_on_announcements()
+    loud.security.create_role(SYSTEM_ACTOR, "loud", "Loud")
+    deadline = time.monotonic() + 10
+    while b.policy_version_loaded() != loaded + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b.policy_version_loaded() == loaded + 3

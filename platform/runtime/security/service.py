@@ -54,7 +54,7 @@ from .credentials import (
 )
 from .grants import ACTIONS, FIELD_ACCESS, SCOPES
 from .policies import UNITS, PolicyStore
-from .rate_limit import FailureCounter
+from .rate_limit import AttemptCounter
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,12 @@ def _id(value: Any, field: str) -> str:
 
 
 class SecurityService:
-    def __init__(self, engine: Engine, records: RecordService, policies: PolicyStore, failures: FailureCounter,
+    def __init__(self, engine: Engine, records: RecordService, policies: PolicyStore, attempts: AttemptCounter,
                  session_hours: float = SESSION_HOURS):
         self.engine = engine
         self.records = records
         self.policies = policies
-        self.failures = failures
+        self.attempts = attempts
         self.session_hours = session_hours
 
     # -- installation -----------------------------------------------------------------------
@@ -162,7 +162,7 @@ class SecurityService:
         if not isinstance(username, str) or not username or not isinstance(password, str):
             raise _invalid("username", "give a username and a password")
         key = f"{username.lower()}|{client}"
-        wait = self.failures.blocked_for(key)
+        wait = self.attempts.attempt(key)
         if wait:
             raise RateLimited(f"Too many failed sign-ins; try again in {wait} seconds.", retry_after=wait)
         with self.engine.connect() as conn:
@@ -171,9 +171,8 @@ class SecurityService:
                                 .where(USERS.c.username == username, USERS.c.deleted_at.is_(None))).first()
         stored = user.password_hash if user is not None else None
         if not verify_password(stored, password) or not user.active:
-            self.failures.failed(key)
             raise Unauthenticated("The username or password is wrong, or the user is not active.")
-        self.failures.succeeded(key)
+        self.attempts.succeeded(key)
         expires = _now() + timedelta(hours=self.session_hours)
         actor = Actor(str(user.id), username, is_system=True)
         return self._issue(actor, str(user.id), "sign-in", "session", expires)
