@@ -15,6 +15,8 @@ from typing import Mapping
 ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore")
 SCOPES = ("own", "unit", "unit_and_below", "all")
 FIELD_ACCESS = ("hidden", "read", "edit")
+SHARE_ACCESS = ("read", "edit")
+"""What a record share or a team membership gives: reading, or reading and editing."""
 READ_ACTIONS = frozenset({"read", "export"})
 
 DIRECTORY_OBJECTS = ("user", "org_unit")
