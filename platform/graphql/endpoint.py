@@ -20,6 +20,7 @@ from ..metadata.catalog import Catalog
 from ..metadata.service import MetadataService
 from ..runtime.records import RecordService
 from ..runtime.runtime import Runtime
+from ..runtime.security.service import SecurityService
 from .errors import bad_query, format_error
 from .fast_path import FastPath
 from .limits import Limits, depth_rule
@@ -39,6 +40,7 @@ class RequestContext:
     records: RecordService
     metadata: MetadataService
     limits: Limits
+    security: SecurityService
 
 
 class Documents:
@@ -114,7 +116,8 @@ class GraphQLEndpoint:
         document, errors = documents.get(query)
         if errors:
             return 400, {"errors": [format_error(e) for e in errors]}
-        context = RequestContext(actor, catalog, self.runtime.records.at(catalog, conn), self.runtime.metadata, self.limits)
+        context = RequestContext(actor, catalog, self.runtime.records.at(catalog, conn), self.runtime.metadata, self.limits,
+                                 self.runtime.security)
         generated = documents.generated
         cost = operation_cost(generated.schema, generated.types, document, operation_name, variables, context)
         if cost is not None and cost > self.limits.max_cost:

@@ -11,9 +11,12 @@ from typing import Any
 
 from graphql import GraphQLError
 
-from ..metadata.errors import LowcodeError
+from ..metadata.errors import FieldError, Forbidden, LowcodeError
 
 log = logging.getLogger("lowcode.graphql")
+
+FORBIDDEN_USES = "The request uses fields you may not read; remove the listed parts."
+"""The message of a refused filter, sort, grouping or measure (the record service's words too)."""
 
 
 class QueryRejected(LowcodeError):
@@ -21,6 +24,22 @@ class QueryRejected(LowcodeError):
 
     code = "BAD_QUERY"
     http_status = 400
+
+
+class ForbiddenUse(Forbidden):
+    """Filters or sorts on fields the caller may not read, found by the planner below the root
+    field (``lines.filter.amount``): its paths are GraphQL names already."""
+
+    in_graphql_names = True
+
+
+def forbidden_uses(errors: list[FieldError]) -> ForbiddenUse:
+    return ForbiddenUse(FORBIDDEN_USES, errors=errors)
+
+
+def unreadable(label: str, object_name: str, field_name: str) -> Forbidden:
+    """The error of one selected field the caller may not read (the field resolves to null)."""
+    return Forbidden(f"You may not read the field '{field_name}' of {label} records.", field=field_name, object=object_name)
 
 
 def bad_query(message: str, **extensions: Any) -> dict[str, Any]:

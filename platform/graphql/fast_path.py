@@ -7,6 +7,14 @@ tree read by its root resolver; here the rows it returns are shaped straight int
 following the selection as the executor would (fragments, ``@skip``/``@include``, aliases,
 ``__typename``, each value serialised by its field's GraphQL type). Any other operation, and any
 request that meets an error, goes through the executor, so errors are reported the standard way.
+
+Field-level security: a request selecting any field the caller may not read (a hidden value, the
+relation or raw id of a hidden lookup, a related list whose link is hidden) is handed to the
+executor. When planning for this path (``PlanningInfo.fast``) the planner stops at the first
+hidden field it meets, before that root field reads anything (only root fields before it in the
+same request have been read, and are read again by the executor). The executor answers null with
+a FORBIDDEN error at each such path, so the response is always exactly the executor's; requests
+selecting only readable fields keep the fast path.
 """
 from __future__ import annotations
 
@@ -69,6 +77,7 @@ class FastPath:
                     continue
                 field = query_type.fields[name]
                 info = PlanningInfo(self.schema, self.fragments, self.variable_values, self.context, field, nodes, key)
+                info.fast = True
                 value = field.resolve(None, info, **self._args(field, nodes))
                 data[key] = None if value is None else self._shaper(field.type, nodes)(value)
         except LowcodeError:
@@ -127,7 +136,7 @@ class FastPath:
             stored = RELATED + response
             return lambda source: source.get(stored)
         resolve = resolve or default_field_resolver
-        info = _Key(response, name)
+        info = _Key(response, name, self.context)
         args = self._args(field, nodes) if field.args else None
         if args:
             return lambda source: resolve(source, info, **args)
@@ -139,13 +148,15 @@ def _constant(value: Any) -> Callable[[Any], Any]:
 
 
 class _Key:
-    """The part of a resolve-info that field resolvers below the root read: the response key."""
+    """The part of a resolve-info that field resolvers below the root read: the response key
+    (and the request's context)."""
 
-    __slots__ = ("key", "field_name")
+    __slots__ = ("key", "field_name", "context")
 
-    def __init__(self, response: str, field_name: str):
+    def __init__(self, response: str, field_name: str, context: Any = None):
         self.key = response
         self.field_name = field_name
+        self.context = context
 
     @property
     def path(self) -> "_Key":

@@ -5,10 +5,17 @@ The root resolver of a record query calls :func:`plan_record` or :func:`plan_con
 executor will resolve them, every relation below becomes part of one
 :class:`~lowcode.runtime.reading.Selection`, and the rows the plan may return are counted
 against the request's cost budget (:func:`operation_cost`) before anything runs.
+
+Fields the caller may not read (``RecordService.field_access(...).hidden``) are never planned:
+their values, the relations of hidden lookups and the related lists whose link is hidden are
+left out of the selection, so no statement reads them, and their resolvers report them FORBIDDEN
+at their paths. Filters and sorts on hidden fields of related lists are refused here, with their
+GraphQL path (``lines.filter.amount``); those of the root field by the record service.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 from graphql import (
@@ -24,9 +31,10 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.language import FieldNode, FragmentDefinitionNode
 
 from ..metadata.definitions import ObjectDef
-from ..metadata.errors import LowcodeError
+from ..metadata.errors import FieldError, LowcodeError
+from ..metadata.graphql_names import type_name
 from ..runtime.reading import Children, Selection, Window
-from .errors import QueryRejected
+from .errors import QueryRejected, forbidden_uses
 from .inputs import filter_spec
 from .record_types import RELATED
 
@@ -37,6 +45,21 @@ class Planner:
     types: Any
     """The schema's :class:`~lowcode.graphql.record_types.RecordTypes`."""
     limits: Any
+    _hidden: dict[str, frozenset[str]] = dc_field(default_factory=dict, repr=False)
+
+    def hidden(self, obj: ObjectDef) -> frozenset[str]:
+        """The fields of ``obj`` the request's actor may not read."""
+        found = self._hidden.get(obj.api_name)
+        if found is None:
+            context = self.info.context
+            found = self._hidden[obj.api_name] = context.records.field_access(context.actor, obj.api_name).hidden
+        return found
+
+    def _unreadable(self) -> None:
+        """A hidden field is selected: it is left out of the plan (its resolver reports it), unless
+        this plan is for the fast path, which hands such requests to the executor."""
+        if getattr(self.info, "fast", False):
+            raise HiddenSelected("A field the caller may not read is selected.")
 
     def sub_fields(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> dict[str, list[FieldNode]]:
         info = self.info
@@ -48,16 +71,25 @@ class Planner:
         selection = Selection()
         cost = rows
         bindings = self.types.bindings[type_.name]
+        hidden = self.hidden(obj)
         for key, field_nodes in self.sub_fields(type_, nodes).items():
             named = {n.name.value for n in field_nodes}
             if len(named) > 1:
                 if any(bindings.get(n) is None or bindings[n].kind != "value" for n in named):
                     raise QueryRejected(f"The alias '{key}' names different relations ({', '.join(sorted(named))}) in one list; use distinct aliases.")
-                selection.fields.extend(bindings[n].field.api_name for n in sorted(named) if bindings[n].field.api_name not in selection.fields)
+                for n in sorted(named):
+                    api_name = bindings[n].field.api_name
+                    if api_name in hidden:
+                        self._unreadable()
+                    elif api_name not in selection.fields:
+                        selection.fields.append(api_name)
                 continue
             name = field_nodes[0].name.value
             binding = bindings.get(name)
             if binding is None:
+                continue
+            if binding.field.api_name in (hidden if binding.kind != "children" else self.hidden(binding.obj)):
+                self._unreadable()
                 continue
             if binding.kind == "value":
                 if binding.field.api_name not in selection.fields:
@@ -85,6 +117,8 @@ class Planner:
             first = limits.default_page_size
         if not isinstance(first, int) or not 0 <= first <= limits.max_page_size:
             raise QueryRejected(f"'{at}first' must be from 0 to {limits.max_page_size}.", field=f"{at}first", limit=limits.max_page_size)
+        if at:
+            self._refuse_hidden_uses(obj, args, at)
         window = Window(
             filter=filter_spec(self.types, obj, args.get("filter")), order_by=args.get("orderBy"), first=first,
             after=args.get("after"), deleted=recycle_bin,
@@ -107,6 +141,42 @@ class Planner:
         selection, cost = self.record(obj, record_type, node_fields, first, at)
         return window, selection, cost
 
+    def _refuse_hidden_uses(self, obj: ObjectDef, args: dict[str, Any], at: str) -> None:
+        """Refuse (FORBIDDEN) filters and sorts of a related list on fields the caller may not read,
+        naming them by their GraphQL path from the root field (``lines.orderBy.0``)."""
+        errors: list[FieldError] = []
+
+        def visit(target: ObjectDef, value: Any, path: str) -> None:
+            if not isinstance(value, dict):
+                return
+            bindings = self.types.filter_bindings[type_name(target, "Filter")]
+            for key, item in value.items():
+                if key in ("and", "or"):
+                    for i, part in enumerate(item or []):
+                        visit(target, part, f"{path}.{key}.{i}")
+                elif key == "not":
+                    visit(target, item, f"{path}.not")
+                elif bindings[key].api_name in self.hidden(target):
+                    errors.append(FieldError("FORBIDDEN", f"{path}.{key}",
+                                             f"you may not read '{target.api_name}.{bindings[key].api_name}', so you may not filter on it"))
+                elif bindings[key].related is not None:
+                    visit(bindings[key].related, item, f"{path}.{key}")
+
+        visit(obj, args.get("filter"), f"{at}filter")
+        hidden = self.hidden(obj)
+        for i, value in enumerate(args.get("orderBy") or []):
+            if value.lstrip("-") in hidden:
+                errors.append(FieldError("FORBIDDEN", f"{at}orderBy.{i}",
+                                         f"you may not read '{obj.api_name}.{value.lstrip('-')}', so you may not sort on it"))
+        if errors:
+            raise forbidden_uses(errors)
+
+
+class HiddenSelected(LowcodeError):
+    """Planning for the fast path met a field the caller may not read (the executor reports those)."""
+
+    code = "FORBIDDEN"
+
 
 class PlanningInfo:
     """The part of a resolve-info the planner and the root resolvers read, for planning outside
@@ -121,6 +191,8 @@ class PlanningInfo:
         self.variable_values = variables
         self.context = context
         self.path = _Path(key)
+        self.fast = False
+        """Planning for the fast path: a hidden field selected stops it (:class:`HiddenSelected`)."""
 
 
 class _Path:

@@ -34,8 +34,16 @@ from ..metadata.catalog import Catalog
 from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.fieldtypes.picklist import ordered_values
 from ..runtime.aggregates import MEASURABLE, TEMPORAL_TYPES, groupable
+from ..runtime.security.grants import MANAGED_FIELDS
+from .errors import unreadable
 
-NON_NULL_SYSTEM = frozenset({"id", "version", "created_at", "updated_at"})
+NON_NULL_SYSTEM = frozenset({"id", "version"})
+"""Record fields that are never null: the only ones no field grant can hide. Every other field
+(``createdAt`` and required fields included) may be hidden from a caller, and then reads as null
+with a FORBIDDEN error at its path, leaving the rest of the record in place; related lists too."""
+
+OWNERSHIP_INPUTS = ("owner_id", "org_unit_id")
+"""Given on create only (within the caller's scope); afterwards changed by the transfer mutation."""
 
 FILTER_BY_TYPE = {
     "text": "StringFilter", "email": "StringFilter", "phone": "StringFilter", "url": "StringFilter",
@@ -79,12 +87,42 @@ def read_value(api_name: str) -> Callable[[Any, Any], Any]:
     return resolve
 
 
-def read_response_key(record, info):
-    """Relations and related lists are stored under ``@`` and the response key (aliases included)."""
-    return record.get(RELATED + info.path.key)
+def read_field(obj: ObjectDef, field: FieldDef, name: str) -> Callable[[Any, Any], Any]:
+    """A record's value. Fields the caller may not read are left out of the record (the planner
+    never selects them, the record service strips them): absent, the field is FORBIDDEN."""
+    api_name = field.api_name
+
+    def resolve(record, info):
+        try:
+            return record[api_name]
+        except KeyError:
+            return unread(info, obj, api_name, name)
+
+    resolve.reads = api_name
+    return resolve
 
 
-read_response_key.reads_response_key = True
+def read_relation(obj: ObjectDef, field: FieldDef) -> Callable[[Any, Any], Any]:
+    """Relations are stored under ``@`` and the response key (aliases included); absent when the
+    caller may not read the lookup."""
+    api_name = field.api_name
+
+    def resolve(record, info):
+        try:
+            return record[RELATED + info.path.key]
+        except KeyError:
+            return unread(info, obj, api_name, info.field_name)
+
+    resolve.reads_response_key = True
+    return resolve
+
+
+def unread(info, obj: ObjectDef, api_name: str, name: str) -> None:
+    """A field missing from a record: FORBIDDEN when hidden from the caller, else null."""
+    context = info.context
+    if api_name in context.records.field_access(context.actor, obj.api_name).hidden:
+        raise unreadable(obj.label, obj.api_name, name)
+    return None
 
 
 class RecordTypes:
@@ -169,7 +207,12 @@ class RecordTypes:
 
     def input_type(self, obj: ObjectDef, creating: bool) -> GraphQLInputObjectType:
         name = names.type_name(obj, "CreateInput" if creating else "UpdateInput")
-        return self._once(name, lambda: GraphQLInputObjectType(name, lambda: self._input_fields(obj)))
+        transfer = names.mutation_fields(obj).get("transfer")
+        description = None
+        if not creating and transfer:
+            description = f"Fields to change; the owner and org unit change through {transfer}."
+        return self._once(name, lambda: GraphQLInputObjectType(name, lambda: self._input_fields(obj, creating),
+                                                                description=description))
 
     def update_item_type(self, obj: ObjectDef) -> GraphQLInputObjectType:
         name = names.type_name(obj, "UpdateItem")
@@ -198,18 +241,20 @@ class RecordTypes:
             output = self.value_type(obj, field)
             if field.system and field.api_name in NON_NULL_SYSTEM:
                 output = GraphQLNonNull(output)
-            fields[name] = GraphQLField(output, resolve=read_value(field.api_name), description=field.help_text or field.label)
+            fields[name] = GraphQLField(output, resolve=read_field(obj, field, name), description=field.help_text or field.label)
             bindings[name] = Binding("value", field, obj)
             relation = names.relation_field(field)
             if relation and field.target in self.catalog.objects:
                 target = self.catalog.objects[field.target]
-                fields[relation] = GraphQLField(self.record_type(target), resolve=read_response_key, description=field.label)
+                fields[relation] = GraphQLField(self.record_type(target), resolve=read_relation(obj, field), description=field.label)
                 bindings[relation] = Binding("relation", field, obj)
         for child, link in self.catalog.referrers(obj.api_name):
             name = names.children_name(child, link)
             if name:
-                fields[name] = GraphQLField(GraphQLNonNull(self.connection_type(child)), self.list_arguments(child),
-                                            resolve=self.resolvers.children, description=f"{child.plural_label} of this {obj.label}")
+                fields[name] = GraphQLField(self.connection_type(child), self.list_arguments(child),
+                                            resolve=self.resolvers.children(child, link),
+                                            description=f"{child.plural_label} of this {obj.label}; null (FORBIDDEN) "
+                                                        f"when you may not read their '{link.label}'.")
                 bindings[name] = Binding("children", link, child)
         return fields
 
@@ -264,17 +309,31 @@ class RecordTypes:
 
         return self._once(name, build)
 
-    def _input_fields(self, obj: ObjectDef) -> dict[str, GraphQLInputField]:
+    def _input_fields(self, obj: ObjectDef, creating: bool) -> dict[str, GraphQLInputField]:
+        """Writable fields; on create also the owner and org unit (updates leave them to the
+        transfer mutation). Fields only the admin API writes (the org tree's shape) are left out."""
         bindings = self.input_bindings.setdefault(names.type_name(obj), {})
-        owner = obj.field("owner_id")
-        fields = {names.value_field(owner): GraphQLInputField(GraphQLID, description="Defaults to the caller.")}
-        bindings[names.value_field(owner)] = owner.api_name
-        for field in obj.fields:
-            if field.writable:
-                name = names.value_field(field)
-                fields[name] = GraphQLInputField(self.value_type(obj, field, as_input=True), description=field.help_text or field.label)
-                bindings[name] = field.api_name
+        fields = {}
+        if creating:
+            for api_name, description in zip(OWNERSHIP_INPUTS, (
+                    "Defaults to the caller.",
+                    "Defaults to the unit of your first membership whose role may create these records.")):
+                field = obj.field(api_name)
+                fields[names.value_field(field)] = GraphQLInputField(GraphQLID, description=description)
+                bindings[names.value_field(field)] = field.api_name
+        for field in self.updatable_fields(obj):
+            name = names.value_field(field)
+            fields[name] = GraphQLInputField(self.value_type(obj, field, as_input=True), description=field.help_text or field.label)
+            bindings[name] = field.api_name
         return fields
+
+    @staticmethod
+    def updatable_fields(obj: ObjectDef) -> list[FieldDef]:
+        """The fields create and update inputs take (beside the owner and unit on create): the
+        writable ones but those only the admin API writes (the org tree's shape). An object
+        without any has no update mutations (an input type needs a field)."""
+        managed = MANAGED_FIELDS.get(obj.api_name, frozenset())
+        return [f for f in obj.fields if f.writable and f.api_name not in managed]
 
     # -- aggregates ------------------------------------------------------------------------
     def group_field_type(self, obj: ObjectDef) -> GraphQLEnumType | None:
@@ -350,32 +409,46 @@ class RecordTypes:
         return fields
 
     def mutation_fields(self) -> dict[str, GraphQLField]:
+        """The record mutations of every object, as many as ``graphql_names.mutation_fields`` names
+        (system objects: their updates only; the admin API creates and deletes users and units)."""
         fields: dict[str, GraphQLField] = {}
         r = self.resolvers
         for obj in self.catalog.objects.values():
             record = self.record_type(obj)
             record_id = GraphQLArgument(GraphQLNonNull(GraphQLID))
-            creating, updating = self.input_type(obj, True), self.input_type(obj, False)
             named = names.mutation_fields(obj)
             self.root_kinds.update({name: (kind, obj) for kind, name in named.items()})
-            fields[named["create"]] = GraphQLField(GraphQLNonNull(record), {"input": GraphQLArgument(GraphQLNonNull(creating))},
-                                                   resolve=r.create(obj))
-            fields[named["create_many"]] = GraphQLField(
-                GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
-                {"inputs": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(creating))))},
-                resolve=r.create_many(obj), description="All or nothing.")
-            fields[named["update"]] = GraphQLField(GraphQLNonNull(record), {
-                "id": record_id, "input": GraphQLArgument(GraphQLNonNull(updating)),
-                "expectedVersion": GraphQLArgument(GraphQLInt, description="Refuse (CONFLICT) if the record moved past this version."),
-            }, resolve=r.update(obj))
-            fields[named["update_many"]] = GraphQLField(
-                GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
-                {"items": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.update_item_type(obj)))))},
-                resolve=r.update_many(obj), description="All or nothing.")
-            fields[named["delete"]] = GraphQLField(GraphQLNonNull(GraphQLID), {"id": record_id}, resolve=r.delete(obj),
-                                                   description="Moves the record (and its details) to the recycle bin.")
-            fields[named["restore"]] = GraphQLField(GraphQLNonNull(record), {"id": record_id}, resolve=r.restore(obj),
-                                                    description="Brings the record (and its details) back from the recycle bin.")
+            if "create" in named:
+                fields[named["create"]] = GraphQLField(
+                    GraphQLNonNull(record), {"input": GraphQLArgument(GraphQLNonNull(self.input_type(obj, True)))},
+                    resolve=r.create(obj))
+            if "create_many" in named:
+                fields[named["create_many"]] = GraphQLField(
+                    GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
+                    {"inputs": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.input_type(obj, True)))))},
+                    resolve=r.create_many(obj), description="All or nothing.")
+            updatable = self.updatable_fields(obj)
+            if "update" in named and updatable:
+                fields[named["update"]] = GraphQLField(GraphQLNonNull(record), {
+                    "id": record_id, "input": GraphQLArgument(GraphQLNonNull(self.input_type(obj, False))),
+                    "expectedVersion": GraphQLArgument(GraphQLInt, description="Refuse (CONFLICT) if the record moved past this version."),
+                }, resolve=r.update(obj))
+            if "update_many" in named and updatable:
+                fields[named["update_many"]] = GraphQLField(
+                    GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
+                    {"items": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.update_item_type(obj)))))},
+                    resolve=r.update_many(obj), description="All or nothing.")
+            if "delete" in named:
+                fields[named["delete"]] = GraphQLField(GraphQLNonNull(GraphQLID), {"id": record_id}, resolve=r.delete(obj),
+                                                       description="Moves the record (and its details) to the recycle bin.")
+            if "restore" in named:
+                fields[named["restore"]] = GraphQLField(GraphQLNonNull(record), {"id": record_id}, resolve=r.restore(obj),
+                                                        description="Brings the record (and its details) back from the recycle bin.")
+            if "transfer" in named:
+                fields[named["transfer"]] = GraphQLField(GraphQLNonNull(record), {
+                    "id": record_id, "ownerId": GraphQLArgument(GraphQLNonNull(GraphQLID), description="The new owner."),
+                    "orgUnitId": GraphQLArgument(GraphQLID, description="Defaults to the new owner's unit."),
+                }, resolve=r.transfer(obj), description="Gives the record to another owner (and org unit); kept in its history.")
         return fields
 
 

@@ -1,6 +1,8 @@
 """Root resolvers of the record API: each plans its selection and makes one record service call.
 
-Field resolvers below the root only read what these prepared (see ``record_types``).
+Field resolvers below the root only read what these prepared (see ``record_types``). Fields the
+caller may not read are missing from what they prepared (never planned, stripped from written
+records), which the field resolvers report as FORBIDDEN at each path.
 """
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ from typing import Any, Callable
 
 from graphql import GraphQLResolveInfo, get_named_type
 
-from ..metadata.definitions import ObjectDef
-from ..metadata.errors import FieldError, LowcodeError, ValidationFailed
+from ..metadata.definitions import FieldDef, ObjectDef
+from ..metadata.errors import FieldError, Forbidden, LowcodeError, ValidationFailed
 from ..metadata.graphql_names import value_field
 from ..runtime.reading import Branch, Selection
-from .errors import QueryRejected
+from .errors import QueryRejected, unreadable
 from .inputs import filter_spec, in_graphql_names, record_values
 from .planning import Planner
 from .record_types import RELATED, Connection
@@ -32,11 +34,12 @@ class Resolvers:
         """What to read of each record returned; planned before any write, so a bad selection writes nothing."""
         return self._planner(info).record(obj, get_named_type(info.return_type), info.field_nodes, rows)[0]
 
-    def _guard(self, info: GraphQLResolveInfo, obj: ObjectDef, call: Callable[[], Any], prefix: str | None = None) -> Any:
+    def _guard(self, info: GraphQLResolveInfo, obj: ObjectDef, call: Callable[[], Any], prefix: str | None = None,
+               filter_value: Any = None) -> Any:
         try:
             return call()
         except LowcodeError as error:
-            raise in_graphql_names(error, info.context.catalog, obj, prefix) from None
+            raise in_graphql_names(error, info.context.catalog, obj, prefix, filter_value) from None
 
     @staticmethod
     def _needs_reading(selection: Selection) -> bool:
@@ -48,12 +51,16 @@ class Resolvers:
             raise QueryRejected(f"At most {cap} records per call; split the batch.", field=argument, limit=cap)
 
     def _written(self, info, obj: ObjectDef, selection: Selection, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """What the mutation returns: the written records, re-read only when relations are asked for."""
-        if not self._needs_reading(selection):
-            return records
+        """What the mutation returns: the written records, re-read only when relations are asked
+        for, without the fields the caller may not read (their resolvers report them)."""
         context = info.context
-        found = context.records.read_records(context.actor, obj.api_name, [r["id"] for r in records], selection)
-        return [f if f is not None else r for f, r in zip(found, records)]
+        if self._needs_reading(selection):
+            found = context.records.read_records(context.actor, obj.api_name, [r["id"] for r in records], selection)
+            records = [f if f is not None else r for f, r in zip(found, records)]
+        hidden = context.records.field_access(context.actor, obj.api_name).hidden
+        if hidden:
+            records = [{k: v for k, v in r.items() if k not in hidden} for r in records]
+        return records
 
     # -- queries ---------------------------------------------------------------------------
     def get(self, obj: ObjectDef):
@@ -70,21 +77,34 @@ class Resolvers:
             planner = self._planner(info)
             window, selection, _cost = self._guard(info, obj, lambda: planner.connection(
                 obj, get_named_type(info.return_type), info.field_nodes, args, bool(inRecycleBin)))
-            branch = self._guard(info, obj, lambda: context.records.read_page(context.actor, obj.api_name, window, selection))
+            branch = self._guard(info, obj, lambda: context.records.read_page(context.actor, obj.api_name, window, selection),
+                                 filter_value=args.get("filter"))
             return Connection(branch, window.after)
         return resolve
 
-    def children(self, record, info, **_args):
-        branch: Branch = record.get(RELATED + info.path.key)
-        return Connection(branch, _args.get("after"))
+    def children(self, child: ObjectDef, link: FieldDef):
+        """The related list of ``child`` records whose ``link`` points at the record: read with the
+        record, absent when the caller may not read ``link`` (then FORBIDDEN)."""
+        def resolve(record, info, **args):
+            branch: Branch | None = record.get(RELATED + info.path.key)
+            if branch is None:
+                context = info.context
+                if link.api_name in context.records.field_access(context.actor, child.api_name).hidden:
+                    raise unreadable(child.label, child.api_name, link.api_name)
+                return None
+            return Connection(branch, args.get("after"))
+        return resolve
 
     def aggregate(self, obj: ObjectDef):
         def resolve(_root, info, filter=None, groupBy=None):
             context = info.context
             measures = self._measures(info, obj)
             group_by = [{"field": name, "granularity": granularity} for name, granularity in groupBy or []]
-            return self._guard(info, obj, lambda: context.records.aggregate(
-                context.actor, obj.api_name, filter=filter_spec(self.types, obj, filter), group_by=group_by, measures=measures))
+            try:
+                return context.records.aggregate(
+                    context.actor, obj.api_name, filter=filter_spec(self.types, obj, filter), group_by=group_by, measures=measures)
+            except LowcodeError as error:
+                raise _aggregate_paths(in_graphql_names(error, context.catalog, obj, filter_value=filter), obj, measures) from None
         return resolve
 
     def _measures(self, info: GraphQLResolveInfo, obj: ObjectDef) -> list[tuple[str, str]]:
@@ -142,7 +162,7 @@ class Resolvers:
                         "expected_version": item.get("expectedVersion")} for item in items]
             try:
                 records = context.records.bulk_update(context.actor, obj.api_name, changes)
-            except ValidationFailed as error:
+            except (ValidationFailed, Forbidden) as error:
                 raise _item_paths(in_graphql_names(error, context.catalog, obj)) from None
             except LowcodeError as error:
                 raise in_graphql_names(error, context.catalog, obj) from None
@@ -156,6 +176,15 @@ class Resolvers:
             return id
         return resolve
 
+    def transfer(self, obj: ObjectDef):
+        def resolve(_root, info, id, ownerId, orgUnitId=None):
+            context = info.context
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj))
+            record = self._guard(info, obj, lambda: context.records.transfer(
+                context.actor, obj.api_name, id, ownerId, org_unit_id=orgUnitId))
+            return self._written(info, obj, selection, [record])[0]
+        return resolve
+
     def restore(self, obj: ObjectDef):
         def resolve(_root, info, id):
             context = info.context
@@ -165,7 +194,7 @@ class Resolvers:
         return resolve
 
 
-def _item_paths(error: ValidationFailed) -> ValidationFailed:
+def _item_paths(error: LowcodeError) -> LowcodeError:
     """Bulk update paths ``3.closeDate`` become ``items.3.input.closeDate``."""
     fixed = []
     for e in error.errors:
@@ -174,6 +203,23 @@ def _item_paths(error: ValidationFailed) -> ValidationFailed:
             path = f"items.{head}.input.{rest}" if rest and rest not in ("expectedVersion",) else f"items.{head}" + (f".{rest}" if rest else "")
         else:
             path = f"items.{e.field}" if e.field else "items"
+        fixed.append(FieldError(e.code, path, e.message, e.ctx))
+    error.errors = fixed
+    return error
+
+
+def _aggregate_paths(error: LowcodeError, obj: ObjectDef, measures: list[tuple[str, str]]) -> LowcodeError:
+    """Aggregate paths as the request names them: ``groupBy.0.field`` is the group value
+    ``groupBy.0``, the service's ``measures.2`` the selected measure (``sum.amount``)."""
+    fixed = []
+    for e in error.errors:
+        parts = (e.field or "").split(".")
+        path = e.field
+        if parts[0] == "groupBy" and len(parts) > 1:
+            path = ".".join(parts[:2])
+        elif parts[0] == "measures" and len(parts) == 2 and parts[1].isdigit() and int(parts[1]) < len(measures):
+            function, name = measures[int(parts[1])]
+            path = f"{function}.{value_field(obj.field(name))}"
         fixed.append(FieldError(e.code, path, e.message, e.ctx))
     error.errors = fixed
     return error

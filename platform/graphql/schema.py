@@ -1,5 +1,6 @@
-"""The whole schema of one Catalog version: the fixed metadata API (graphene) and the record API
-generated from the Catalog (graphql-core), under one ``Query`` and one ``Mutation``."""
+"""The whole schema of one Catalog version: the fixed metadata and security admin APIs (graphene),
+the admin fields returning user and org unit records and the record API, both generated from the
+Catalog (graphql-core), under one ``Query`` and one ``Mutation``."""
 from __future__ import annotations
 
 import gc
@@ -15,12 +16,26 @@ from .common import SHARED_TYPES
 from .metadata_api import MetadataMutation, MetadataQuery
 from .record_types import RecordTypes
 from .resolvers import Resolvers
+from .security_api import (
+    INPUT_TYPES,
+    RecordLinkedFields,
+    SecurityMutation,
+    SecurityQuery,
+)
+
+
+class PlatformQuery(MetadataQuery, SecurityQuery):
+    pass
+
+
+class PlatformMutation(MetadataMutation, SecurityMutation):
+    pass
 
 
 @lru_cache(maxsize=1)
 def platform_schema() -> GraphQLSchema:
     """The part every schema shares, built once per process."""
-    return graphene.Schema(query=MetadataQuery, mutation=MetadataMutation, types=SHARED_TYPES).graphql_schema
+    return graphene.Schema(query=PlatformQuery, mutation=PlatformMutation, types=[*SHARED_TYPES, *INPUT_TYPES]).graphql_schema
 
 
 @dataclass(frozen=True)
@@ -49,8 +64,9 @@ def _build(catalog: Catalog) -> GeneratedSchema:
     resolvers = Resolvers()
     types = RecordTypes(catalog, platform.type_map, resolvers)
     resolvers.types = types
-    query = GraphQLObjectType("Query", {**platform.query_type.fields, **types.query_fields()})
-    mutation = GraphQLObjectType("Mutation", {**platform.mutation_type.fields, **types.mutation_fields()})
+    linked = RecordLinkedFields(types, platform.type_map)
+    query = GraphQLObjectType("Query", {**platform.query_type.fields, **linked.query_fields(), **types.query_fields()})
+    mutation = GraphQLObjectType("Mutation", {**platform.mutation_type.fields, **linked.mutation_fields(), **types.mutation_fields()})
     shared = [platform.type_map[t._meta.name] for t in SHARED_TYPES]
     schema = GraphQLSchema(query, mutation, types=shared)
     problems = validate_schema(schema)

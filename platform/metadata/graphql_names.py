@@ -28,15 +28,26 @@ PLATFORM_TYPE_NAMES = frozenset("""
     IDFilter NullFilter ObjectDefinition FieldDefinition FieldTypeName FieldTypeInfo FieldOptions FieldOptionsInput
     PicklistValue PicklistValueInput OnDelete ObjectInput ObjectUpdateInput FieldInput FieldUpdateInput
     MetadataChange
+    CurrentUser Membership Role ObjectPermission FieldPermission RecordAction DataScope FieldAccessLevel
+    ApiToken IssuedApiToken TokenKind RecordSharing RecordShare RecordTeamMember GranteeKind ShareAccess
+    SecurityAuditEntry CreateOrgUnitInput CreateUserInput CreateRoleInput UpdateRoleInput
 """.split())
-"""Names of the types every schema has, which no object may generate."""
+"""Names of the types every schema has, which no object may generate (the metadata API's, then
+the security admin API's)."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
 
-PLATFORM_QUERY_FIELDS = frozenset({"objects", "object", "fieldTypes", "metadataChanges", "metadataVersion"})
+PLATFORM_QUERY_FIELDS = frozenset({
+    "objects", "object", "fieldTypes", "metadataChanges", "metadataVersion",
+    "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit",
+})
 PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
+    "createOrgUnit", "moveOrgUnit", "deleteOrgUnit", "createUser", "setPassword", "deleteUser",
+    "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
+    "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
+    "createApiToken", "revokeApiToken",
 })
 
 
@@ -78,13 +89,23 @@ def aggregate_field(obj: ObjectDef) -> str:
     return camel_case(obj.api_name) + "Aggregate"
 
 
+SYSTEM_OBJECT_OPERATIONS = ("update", "update_many")
+"""The record mutations a system object (``user``, ``org_unit``) has: the admin API creates,
+deletes, restores and moves them (``createUser``, ``deleteOrgUnit``, ...) under its own names."""
+
+
 def mutation_fields(obj: ObjectDef) -> dict[str, str]:
-    """Mutation name by operation."""
+    """Mutation name by operation (``create``, ``create_many``, ``update``, ``update_many``,
+    ``delete``, ``restore``, ``transfer``); system objects have only their updates."""
     one, many = pascal_case(obj.api_name), pascal_case(obj.plural_api_name)
-    return {
+    named = {
         "create": f"create{one}", "create_many": f"create{many}", "update": f"update{one}",
         "update_many": f"update{many}", "delete": f"delete{one}", "restore": f"restore{one}",
+        "transfer": f"transfer{one}",
     }
+    if obj.system:
+        return {operation: named[operation] for operation in SYSTEM_OBJECT_OPERATIONS}
+    return named
 
 
 def value_field(field: FieldDef) -> str:
