@@ -282,11 +282,6 @@ def _on_record(entry: dict[str, Any], object: str, record_id: str) -> dict[str, 
     return {**entry, "object": object, "record_id": record_id}
 
 
-def _listed(found: dict[str, Any], rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The service's answer to a change, completed from its listing (creation time, creator)."""
-    return next(({**found, **row} for row in rows if row[key] == found[key]), found)
-
-
 # -- the fixed part -------------------------------------------------------------------------
 class SecurityQuery(graphene.ObjectType):
     roles = graphene.List(graphene.NonNull(Role), required=True, description="Administrators only.")
@@ -432,12 +427,7 @@ class SecurityMutation(graphene.ObjectType):
     def resolve_share_record(_root, info, object, record_id, grantee_id, access="read"):
         context = info.context
         security, actor = context.security, context.actor
-        share = _guard(info, lambda: security.share_record(actor, object, record_id, grantee_id, _plain(access)))
-        try:
-            listed = security.sharing(actor, object, share["record_id"])["shares"]
-        except LowcodeError:
-            listed = []
-        return _listed(share, listed, "grantee_id")
+        return _guard(info, lambda: security.share_record(actor, object, record_id, grantee_id, _plain(access)))
 
     @staticmethod
     def resolve_unshare_record(_root, info, object, record_id, grantee_id):
@@ -449,12 +439,7 @@ class SecurityMutation(graphene.ObjectType):
     def resolve_add_team_member(_root, info, object, record_id, user_id, access="read", team_role=""):
         context = info.context
         security, actor = context.security, context.actor
-        member = _guard(info, lambda: security.add_team_member(actor, object, record_id, user_id, _plain(access), team_role))
-        try:
-            listed = security.sharing(actor, object, member["record_id"])["team"]
-        except LowcodeError:
-            listed = []
-        return _listed(member, listed, "user_id")
+        return _guard(info, lambda: security.add_team_member(actor, object, record_id, user_id, _plain(access), team_role))
 
     @staticmethod
     def resolve_remove_team_member(_root, info, object, record_id, user_id):
@@ -611,5 +596,4 @@ class RecordLinkedFields:
         context = info.context
         security, actor = context.security, context.actor
         added = _guard(info, lambda: security.add_membership(actor, userId, unitId, role))
-        listed = [m for m in security.memberships(actor, added["user_id"], added["unit_id"]) if m["role"] == role]
-        return self._with_records(info, [listed[0] if listed else added])[0]
+        return self._with_records(info, [added])[0]

@@ -476,7 +476,9 @@ def test_shares_to_users_and_units(tree):
     # a read share to a user
     version = policy_version(runtime)
     shared = rt.security.share_record(owner_actor, "deal", record, ann, "read")
-    assert shared == {"object": "deal", "record_id": record, "grantee_id": ann, "grantee_kind": "user", "access": "read"}
+    assert shared == {"object": "deal", "record_id": record, "grantee_id": ann, "grantee_kind": "user", "access": "read",
+                      "created_at": shared["created_at"], "created_by": owner}
+    assert shared["created_at"].tzinfo is not None
     assert policy_version(runtime) == version
     assert audit_rows(runtime)[-1]["action"] == "record.share"
     assert sees(ann) and not edits(ann)
@@ -535,7 +537,8 @@ def test_teams_widen_like_shares(tree):
     owner_actor = org.actor(owner)
 
     added = rt.security.add_team_member(owner_actor, "deal", record, dora, "read", "reviewer")
-    assert added == {"object": "deal", "record_id": record, "user_id": dora, "access": "read", "team_role": "reviewer"}
+    assert added == {"object": "deal", "record_id": record, "user_id": dora, "access": "read", "team_role": "reviewer",
+                     "created_at": added["created_at"], "created_by": owner}
     assert ids(rt.records.query(org.actor(dora), "deal")) == {record}
     with pytest.raises(NotFound):
         rt.records.update(org.actor(dora), "deal", record, {"note": "x"})

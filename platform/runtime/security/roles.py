@@ -167,10 +167,11 @@ class Roles(SecurityBase):
             self._live_user(user_id, conn)
             self._unit_path(conn, unit_id, "unit_id")
             self._role_exists(conn, role)
-            exists = conn.execute(select(m.c.user_id).where(m.c.user_id == user_id, m.c.unit_id == unit_id, m.c.role_name == role)).first()
-            if exists is None:
-                conn.execute(insert(m).values(user_id=user_id, unit_id=unit_id, role_name=role, created_at=utc_now()))
-        return {"user_id": user_id, "unit_id": unit_id, "role": role}
+            created_at = conn.execute(select(m.c.created_at).where(m.c.user_id == user_id, m.c.unit_id == unit_id, m.c.role_name == role)).scalar()
+            if created_at is None:
+                created_at = utc_now()
+                conn.execute(insert(m).values(user_id=user_id, unit_id=unit_id, role_name=role, created_at=created_at))
+        return {"user_id": user_id, "unit_id": unit_id, "role": role, "created_at": created_at}
 
     def remove_membership(self, actor: Actor, user_id: Any, unit_id: Any, role: str) -> None:
         self._require_admin(actor)

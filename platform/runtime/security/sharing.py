@@ -41,9 +41,11 @@ class Sharing(SecurityBase):
             record_id = self._editable_record(conn, actor, object_api_name, record_id)
             kind = self._grantee_kind(conn, grantee_id)
             conn.execute(delete(s).where(s.c.object_api_name == object_api_name, s.c.record_id == record_id, s.c.grantee_id == grantee_id))
+            created_at = utc_now()
             conn.execute(insert(s).values(object_api_name=object_api_name, record_id=record_id, grantee_id=grantee_id, grantee_kind=kind,
-                                          access=access, created_at=utc_now(), created_by=actor.id))
-        return {"object": object_api_name, "record_id": record_id, "grantee_id": grantee_id, "grantee_kind": kind, "access": access}
+                                          access=access, created_at=created_at, created_by=actor.id))
+        return {"object": object_api_name, "record_id": record_id, "grantee_id": grantee_id, "grantee_kind": kind, "access": access,
+                "created_at": created_at, "created_by": actor.id}
 
     def unshare_record(self, actor: Actor, object_api_name: str, record_id: Any, grantee_id: Any) -> None:
         grantee_id = parse_id(grantee_id, "grantee_id")
@@ -70,9 +72,11 @@ class Sharing(SecurityBase):
             record_id = self._editable_record(conn, actor, object_api_name, record_id)
             self._live_user(user_id, conn)
             conn.execute(delete(t).where(t.c.object_api_name == object_api_name, t.c.record_id == record_id, t.c.user_id == user_id))
+            created_at = utc_now()
             conn.execute(insert(t).values(object_api_name=object_api_name, record_id=record_id, user_id=user_id, access=access,
-                                          team_role=team_role, created_at=utc_now(), created_by=actor.id))
-        return {"object": object_api_name, "record_id": record_id, "user_id": user_id, "access": access, "team_role": team_role}
+                                          team_role=team_role, created_at=created_at, created_by=actor.id))
+        return {"object": object_api_name, "record_id": record_id, "user_id": user_id, "access": access, "team_role": team_role,
+                "created_at": created_at, "created_by": actor.id}
 
     def remove_team_member(self, actor: Actor, object_api_name: str, record_id: Any, user_id: Any) -> None:
         user_id = parse_id(user_id, "user_id")
