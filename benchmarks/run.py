@@ -3,12 +3,14 @@
 
     python3 benchmarks/run.py [--postgres URL] [--only NAME[,NAME]] [--rows N] [--json PATH] [--profile]
 
-The GraphQL benchmarks (graphql_list, graphql_get, schema_build) live in graphql_bench.py.
+The GraphQL benchmarks (graphql_list, graphql_get, schema_build) live in graphql_bench.py, the
+permission benchmark (scoped_list, PostgreSQL only) in permissions_bench.py.
 
 SQLite (a temporary file) always; PostgreSQL too with --postgres URL or LOWCODE_BENCH_POSTGRES_URL
 (its public schema is DROPPED and recreated before every benchmark, except between graphql_list and
-graphql_get, which share their data). No speed is asserted: the results are printed as a table, and
-written as JSON with --json. See benchmarks/README.md.
+graphql_get, which share their data, and for scoped_list, which keeps its data for re-runs). No speed
+is asserted: the results are printed as a table, and written as JSON with --json. See
+benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from decimal import Decimal
 from time import perf_counter
 
 import graphql_bench
+import permissions_bench
 from jsonschema import Draft202012Validator
 from lowcode.metadata.actors import SYSTEM_ACTOR
 from lowcode.metadata.catalog import load_catalog
@@ -327,8 +330,10 @@ def percentile(samples, pct):
 
 
 BENCHMARKS = {"bulk_insert": bench_bulk_insert, "catalog_build": bench_catalog_build, "add_field_1m": bench_add_field,
-              **graphql_bench.BENCHMARKS}
-POSTGRES_ONLY = {"add_field_1m"}
+              **graphql_bench.BENCHMARKS, "scoped_list": permissions_bench.bench_scoped_list}
+POSTGRES_ONLY = {"add_field_1m", "scoped_list"}
+KEEPS_DATA = {"scoped_list": permissions_bench.open_runtime}
+"""Benchmarks that reuse their PostgreSQL data from an earlier run (they check a marker themselves)."""
 SHARED_DATA = graphql_bench.SHARED_DATA
 """Benchmarks of one group run on the same database when they follow each other (no reset between)."""
 
@@ -372,6 +377,16 @@ def parse_args(argv=None):
     parser.add_argument("--schema-fields", type=int, default=30, help="schema_build: fields per object (default 30)")
     parser.add_argument("--schema-repeat", type=int, default=7, help="schema_build: timed builds (default 7)")
     parser.add_argument("--schema-changes", type=int, default=5, help="schema_build: metadata changes timed (default 5)")
+    parser.add_argument("--sec-rows", type=int, default=1_000_000, help="scoped_list: deals (default 1000000)")
+    parser.add_argument("--sec-reps", type=int, default=5, help="scoped_list: sales reps per department (default 5)")
+    parser.add_argument("--sec-shares", type=int, default=10_000,
+                        help="scoped_list: record shares, and as many team members (default 10000)")
+    parser.add_argument("--sec-runs", type=int, default=30, help="scoped_list: timed runs per query (default 30)")
+    parser.add_argument("--sec-alt-runs", type=int, default=10,
+                        help="scoped_list: timed runs of each alternative predicate (default 10)")
+    parser.add_argument("--sec-warmup", type=int, default=3, help="scoped_list: untimed runs first (default 3)")
+    parser.add_argument("--sec-rebuild", action="store_true",
+                        help="scoped_list: load the data again even when the database holds it already")
     parser.add_argument("--profile", action="store_true",
                         help="bulk_insert: also print a cProfile of bulk_create; graphql_list: of the request path")
     parser.add_argument("--gql-profile-runs", type=int, default=50, help="graphql_list --profile: requests profiled (default 50)")
@@ -405,7 +420,12 @@ def main(argv=None):
                     if kept and (group is None or kept[0] != group):
                         kept[1].close()
                         kept = None
-                    rt = kept[1] if kept else fresh_runtime(backend, args.postgres, workdir, name)
+                    if kept:
+                        rt = kept[1]
+                    elif name in KEEPS_DATA and backend == "postgresql":
+                        rt = KEEPS_DATA[name](args.postgres, args, reset_postgres)
+                    else:
+                        rt = fresh_runtime(backend, args.postgres, workdir, name)
                     kept = (group, rt) if group else None
                     try:
                         bench(rt, backend, report, args)

@@ -21,6 +21,7 @@ from .policies import UNITS, PolicyStore
 SHARED_ACTIONS = frozenset({"read", "export", "update"})
 """The actions a record share or a team membership extends (``edit`` access for ``update``)."""
 
+
 ACTION_WORDS = {"read": "read", "create": "create", "update": "edit", "delete": "delete", "export": "export",
                 "transfer": "transfer", "restore": "restore"}
 
@@ -48,17 +49,23 @@ class RolePolicy:
             return true()
         if access is None:
             return false()
+        return access.remember(("rows", obj.api_name, action, table), lambda: self._predicate(access, obj, table, action))
+
+    def _predicate(self, access, obj: ObjectDef, table: Table, action: str) -> ColumnElement[bool]:
         scope = access.on(obj.api_name).scopes.get(action)
         if scope is None:
             return false()
         if scope.everything:
             return true()
         terms = [table.c.owner_id == access.user_id]
-        if scope.units:
-            terms.append(table.c.org_unit_id.in_(sorted(scope.units)))
-        if scope.subtrees:
-            below = or_(*(UNITS.c.path.startswith(path, autoescape=True) for path in scope.subtrees))
-            terms.append(table.c.org_unit_id.in_(select(UNITS.c.id).where(below)))
+        below = self.policies.units_below(scope.subtrees) if scope.subtrees else ()
+        if below is None:
+            reached = or_(*(UNITS.c.path.startswith(path, autoescape=True) for path in scope.subtrees))
+            terms.append(table.c.org_unit_id.in_(select(UNITS.c.id).where(reached)))
+            below = ()
+        units = sorted(scope.units.union(below))
+        if units:
+            terms.append(table.c.org_unit_id.in_(units))
         if action in SHARED_ACTIONS:
             levels = ("read", "edit") if action in READ_ACTIONS else ("edit",)
             shares, team = store.record_shares, store.team_members

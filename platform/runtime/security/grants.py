@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore")
 SCOPES = ("own", "unit", "unit_and_below", "all")
@@ -18,6 +18,8 @@ FIELD_ACCESS = ("hidden", "read", "edit")
 SHARE_ACCESS = ("read", "edit")
 """What a record share or a team membership gives: reading, or reading and editing."""
 READ_ACTIONS = frozenset({"read", "export"})
+
+MAX_REMEMBERED = 512
 
 DIRECTORY_OBJECTS = ("user", "org_unit")
 """Every signed-in user may read these (scope ``all``) even when no role names them; grants on
@@ -95,6 +97,17 @@ class UserAccess:
         self.reach = frozenset(part for m in memberships for part in m.unit_path.strip("/").split("/") if part)
         """Units whose shares reach this user: each membership's unit and the units above it."""
         self._objects: dict[str, ObjectAccess] = {}
+        self._remembered: dict[Any, Any] = {}
+
+    def remember(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """A value derived from this access alone (an SQL predicate per object, action and table),
+        computed once; bounded, since tables of older Catalogs may still come by."""
+        found = self._remembered.get(key)
+        if found is None:
+            if len(self._remembered) >= MAX_REMEMBERED:
+                self._remembered.clear()
+            found = self._remembered[key] = compute()
+        return found
 
     def on(self, object_api_name: str) -> ObjectAccess:
         found = self._objects.get(object_api_name)

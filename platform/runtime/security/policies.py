@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 MODEL_PATH = str(Path(__file__).with_name("rbac_with_domains.conf"))
 WATCHER_CHANNEL = "lowcode:policy:changed"
+MAX_LISTED_UNITS = 1000
+"""Up to this many units a subtree is named by its unit ids, which the database's planner estimates
+well; a larger one by a subquery over the tree's paths."""
 
 UNITS = table(table_name("org_unit"), column("id", RecordId), column("path"), column("deleted_at"))
 """The org tree as the security layer reads it (the ``org_unit`` system object's table)."""
@@ -43,6 +46,7 @@ class PolicyStore:
         self._adapter = PlatformTablesAdapter(engine)
         self._enforcer: casbin.Enforcer | None = None
         self._paths: dict[str, str] = {}
+        self._below: dict[tuple[str, ...], tuple[str, ...] | None] = {}
         self._users: dict[str, UserAccess] = {}
         self.version: int | None = None
         self.reloads = 0
@@ -65,6 +69,7 @@ class PolicyStore:
                 self._adapter.conn = None
             self.version = self._adapter.loaded_version
             self._users = {}
+            self._below = {}
             self.reloads += 1
             return self.version
 
@@ -97,6 +102,15 @@ class PolicyStore:
             found = UserAccess(user_id, self.version, administrator, memberships, rules_by_role)
             self._users[user_id] = found
             return found
+
+    def units_below(self, paths: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The ids of the units at or below these paths at the loaded version; ``None`` when there
+        are more than :data:`MAX_LISTED_UNITS` (the caller then asks the database)."""
+        found = self._below.get(paths, ())
+        if found == ():
+            reached = tuple(sorted(i for i, p in self._paths.items() if p.startswith(paths)))
+            found = self._below[paths] = reached if len(reached) <= MAX_LISTED_UNITS else None
+        return found
 
     def loaded_access(self, user_id: str) -> UserAccess:
         """What ``user_id`` may do at the version this process has loaded (loading it if none)."""
