@@ -62,13 +62,21 @@ class PlatformTablesAdapter(persist.Adapter):
             persist.load_policy_line(", ".join(line), model)
 
     def save_policy(self, model) -> bool:
-        raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")
+        raise ReadOnlyPolicy()
 
     def add_policy(self, sec, ptype, rule) -> None:
-        raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")
+        raise ReadOnlyPolicy()
 
     def remove_policy(self, sec, ptype, rule) -> None:
-        raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")
+        raise ReadOnlyPolicy()
 
     def remove_filtered_policy(self, sec, ptype, field_index, *field_values) -> None:
-        raise NotImplementedError("Policies are changed through the security service, never saved from Casbin.")
+        raise ReadOnlyPolicy()
+
+
+class ReadOnlyPolicy(RuntimeError):
+    """Casbin's own policy-writing calls are refused: the security service changes the tables, in
+    one transaction with the audit entry and the policy version."""
+
+    def __init__(self):
+        super().__init__("Policies are changed through the security service, never saved from Casbin.")
