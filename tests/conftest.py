@@ -15,6 +15,7 @@ Fixtures:
 * ``database_url`` -- parametrized: ``[sqlite]`` (fresh file per test) and
   ``[postgresql]`` (``public`` schema dropped and recreated per test).
 * ``postgres_url`` -- PostgreSQL only, same reset (for real concurrency tests).
+* ``module_database_url`` -- like ``database_url``, once per test module.
 * ``redis_url`` -- Redis, database flushed per test.
 
 Tests run serially, so resetting the shared database per test is safe.
@@ -38,8 +39,7 @@ def _service_url(var: str, what: str) -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url():
+def _fresh_postgres() -> str:
     url = _service_url("LOWCODE_TEST_POSTGRES_URL", "PostgreSQL")
     engine = sqlalchemy.create_engine(url, poolclass=NullPool)
     try:
@@ -51,11 +51,24 @@ def postgres_url():
     return url
 
 
+@pytest.fixture
+def postgres_url():
+    return _fresh_postgres()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/lowcode.db"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(request, tmp_path_factory):
+    """A fresh database per test module (for data built once and only read by the module's tests)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('module')}/lowcode.db"
+    return _fresh_postgres()
 
 
 @pytest.fixture
