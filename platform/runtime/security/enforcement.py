@@ -1,9 +1,10 @@
 """The access policy the record service asks: Casbin's answers turned into SQL.
 
 A user's scope on an object becomes one predicate on the record table: their own records, records
-of the units they hold the role in, records of the subtrees below those units (one ``IN`` over the
-org tree's materialized paths), and records shared with them or their units or whose team they
-are on. Administrators and the platform itself pass unfiltered.
+of the units they hold the role in and of the subtrees below those units (one ``IN`` over their
+unit ids, taken from the org tree's materialized paths as loaded with the policy), and records
+shared with them or their units or whose team they are on. It is built once per user, object,
+action and table for each policy version. Administrators and the platform itself pass unfiltered.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from .policies import UNITS, PolicyStore
 
 SHARED_ACTIONS = frozenset({"read", "export", "update"})
 """The actions a record share or a team membership extends (``edit`` access for ``update``)."""
-
 
 ACTION_WORDS = {"read": "read", "create": "create", "update": "edit", "delete": "delete", "export": "export",
                 "transfer": "transfer", "restore": "restore"}
