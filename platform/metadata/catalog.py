@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, TypeVar
 from sqlalchemy import Connection, Engine, MetaData, Table, select
 
 from . import store
-from .definitions import FieldDef, ObjectDef, freeze
+from .definitions import BusinessTypeDef, FieldDef, ObjectDef, StageDef, freeze
 from .errors import NotFound
 from .tables import new_metadata, query_table
 from .versions import VersionSource
@@ -77,14 +77,33 @@ def load_catalog(conn: Connection) -> Catalog:
     field_rows: dict[str, list[FieldDef]] = defaultdict(list)
     for row in conn.execute(select(store.fields).order_by(store.fields.c.object_api_name, store.fields.c.position)).mappings():
         field_rows[row["object_api_name"]].append(field_from_row(row))
+    kinds = business_types_by_object(conn)
     objects = {}
     for row in conn.execute(select(store.objects)).mappings():
         objects[row["api_name"]] = ObjectDef(
             api_name=row["api_name"], label=row["label"], plural_api_name=row["plural_api_name"],
             plural_label=row["plural_label"], description=row["description"], system=row["system"],
-            fields=tuple(field_rows.get(row["api_name"], ())),
+            fields=tuple(field_rows.get(row["api_name"], ())), business_types=kinds.get(row["api_name"], ()),
         )
     return Catalog(version, objects)
+
+
+def business_types_by_object(conn: Connection) -> dict[str, tuple[BusinessTypeDef, ...]]:
+    stage_rows: dict[tuple[str, str], list[StageDef]] = defaultdict(list)
+    for row in conn.execute(select(store.stages).order_by(store.stages.c.object_api_name, store.stages.c.position)).mappings():
+        stage_rows[(row["object_api_name"], row["business_type"])].append(StageDef(
+            api_name=row["api_name"], label=row["label"], probability=row["probability"], category=row["category"],
+            expected_days=row["expected_days"], required_fields=tuple(row["required_fields"] or ()), position=row["position"],
+        ))
+    kinds: dict[str, list[BusinessTypeDef]] = defaultdict(list)
+    for row in conn.execute(select(store.business_types).order_by(store.business_types.c.object_api_name,
+                                                                  store.business_types.c.position)).mappings():
+        kinds[row["object_api_name"]].append(BusinessTypeDef(
+            api_name=row["api_name"], label=row["label"], description=row["description"], active=row["active"],
+            default=row["is_default"], picklists=freeze(row["picklists"] or {}),
+            stages=tuple(stage_rows.get((row["object_api_name"], row["api_name"]), ())), position=row["position"],
+        ))
+    return {name: tuple(found) for name, found in kinds.items()}
 
 
 def field_from_row(row: Mapping[str, Any]) -> FieldDef:

@@ -76,7 +76,55 @@ class FieldDef:
         }
 
 
-def _system_fields(object_api_name: str) -> tuple[FieldDef, ...]:
+STAGE_CATEGORIES = ("open", "won", "lost")
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """One step of a business type's process: how likely a record there is to be won, whether it
+    is still open, how long it should stay, and what it needs to enter."""
+
+    api_name: str
+    label: str
+    probability: int
+    category: str = "open"
+    expected_days: int | None = None
+    required_fields: tuple[str, ...] = ()
+    position: int = 0
+
+    @property
+    def closed(self) -> bool:
+        return self.category != "open"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api_name": self.api_name, "label": self.label, "probability": self.probability, "category": self.category,
+                "expected_days": self.expected_days, "required_fields": list(self.required_fields)}
+
+
+@dataclass(frozen=True)
+class BusinessTypeDef:
+    """A kind of record of one object (a product sale, a project sale) with its own picklist values
+    and its own ordered stages."""
+
+    api_name: str
+    label: str
+    description: str = ""
+    active: bool = True
+    default: bool = False
+    picklists: Mapping[str, tuple[str, ...]] = dc_field(default_factory=lambda: MappingProxyType({}))
+    """Picklist field -> the values records of this type may take (fields not named: all values)."""
+    stages: tuple[StageDef, ...] = ()
+    position: int = 0
+
+    def stage(self, api_name: str) -> StageDef | None:
+        return next((s for s in self.stages if s.api_name == api_name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api_name": self.api_name, "label": self.label, "description": self.description, "active": self.active,
+                "default": self.default, "picklists": thaw(self.picklists), "stages": [s.as_dict() for s in self.stages]}
+
+
+def _system_fields(object_api_name: str, staged: bool = False) -> tuple[FieldDef, ...]:
     def ref(name, label, target):
         return FieldDef(name, label, "lookup", system=True, options=freeze({"target": target}))
 
@@ -94,6 +142,8 @@ def _system_fields(object_api_name: str) -> tuple[FieldDef, ...]:
         ref("updated_by", "Updated by", "user"),
         FieldDef("version", "Version", "integer", system=True, options=freeze({})),
         instant("deleted_at", "Deleted at"),
+        *((FieldDef("stage", "Stage", "text", system=True, options=freeze({"max_length": 63})),
+           instant("stage_entered_at", "Stage entered at")) if staged else ()),
     )
 
 
@@ -108,14 +158,36 @@ class ObjectDef:
     """Built in (``user``): fields may be added, the object may not be deleted."""
     fields: tuple[FieldDef, ...] = ()
     """Custom fields, in display order; system fields are in :attr:`system_fields`."""
+    business_types: tuple[BusinessTypeDef, ...] = ()
 
     @property
     def table_name(self) -> str:
         return table_name(self.api_name)
 
     @cached_property
+    def has_stages(self) -> bool:
+        """Records move through stages (some business type has them): ``stage`` and
+        ``stage_entered_at`` are then fields of the object."""
+        return any(t.stages for t in self.business_types)
+
+    @cached_property
     def system_fields(self) -> tuple[FieldDef, ...]:
-        return _system_fields(self.api_name)
+        return _system_fields(self.api_name, self.has_stages)
+
+    def business_type(self, api_name: str) -> BusinessTypeDef | None:
+        return next((t for t in self.business_types if t.api_name == api_name), None)
+
+    @property
+    def default_business_type(self) -> BusinessTypeDef | None:
+        return next((t for t in self.business_types if t.default), None)
+
+    def stage(self, api_name: str) -> tuple[BusinessTypeDef, StageDef] | None:
+        """The business type a stage belongs to, and the stage (a stage belongs to one type)."""
+        for kind in self.business_types:
+            found = kind.stage(api_name)
+            if found is not None:
+                return kind, found
+        return None
 
     @cached_property
     def fields_by_name(self) -> Mapping[str, FieldDef]:

@@ -20,18 +20,19 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     select,
     table,
     update,
 )
 from sqlalchemy.exc import DBAPIError
 
-from . import store
+from . import business_types, store
 from .actors import SYSTEM_ACTOR, Actor
 from .catalog import Catalog, CatalogCache
 from .database import WRITE, is_sqlite
 from .ddl import SchemaEditor
-from .definitions import FieldDef, ObjectDef, freeze, thaw
+from .definitions import BusinessTypeDef, FieldDef, ObjectDef, freeze, thaw
 from .errors import (
     FieldError,
     Forbidden,
@@ -45,6 +46,7 @@ from .fieldtypes.auto_number import render
 from .graphql_names import Collision, Source, find_collisions
 from .names import SYSTEM_FIELD_NAMES, plural
 from .schemas import FieldSchema, ObjectSchema, ObjectUpdateSchema, load
+from .upgrades import upgrade
 from .versions import VersionSource, lock_and_bump
 
 SYSTEM_OBJECTS = (
@@ -114,9 +116,11 @@ class MetadataService:
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             if not is_sqlite(conn):
                 conn.execute(select(func.pg_advisory_xact_lock(INSTALL_LOCK)))
+            existed = inspect(conn).has_table(store.meta_version.name)
             store.platform_metadata.create_all(conn)
             if conn.execute(select(store.meta_version.c.version)).first() is None:
                 conn.execute(insert(store.meta_version).values(id=1, version=0))
+            upgrade(conn, existed)
         catalog = self.cache.current()
         missing = [o for o in SYSTEM_OBJECTS if o["api_name"] not in catalog.objects]
         if missing:
@@ -287,6 +291,79 @@ class MetadataService:
             for forget in self.on_delete:
                 forget(change.conn, object_api_name, field_api_name)
             change.log("delete_field", object_api_name, field_api_name, field.as_dict(), None)
+
+    # -- business types and stages ----------------------------------------------------------
+    def create_business_type(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> BusinessTypeDef:
+        """A new business type of an object, with its picklist subsets and ordered stages. The
+        first one is the default."""
+        data, errors = load(business_types.BusinessTypeSchema(), definition)
+        if errors:
+            raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            if obj.business_type(data["api_name"]) is not None:
+                raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=[
+                    FieldError("DUPLICATE", "api_name", f"'{object_api_name}' already has a business type '{data['api_name']}'")])
+            kind = business_types.business_type_def({**data, "default": data["default"] or not obj.business_types},
+                                                    len(obj.business_types))
+            kinds = self._save_business_types(change, obj, kind, [k for k in obj.business_types])
+            change.log("create_business_type", object_api_name, None, None, kind.as_dict())
+            return next(k for k in kinds if k.api_name == kind.api_name)
+
+    def update_business_type(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> BusinessTypeDef:
+        """Change a business type; ``stages`` replaces its ordered list (stages records are in may
+        not go)."""
+        data, errors = load(business_types.BusinessTypeUpdateSchema(), changes)
+        if errors:
+            raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = self._business_type(obj, api_name)
+            merged = {**current.as_dict(), **data}
+            kind = business_types.business_type_def(merged, current.position)
+            if current.default and not kind.default:
+                raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=[
+                    FieldError("INVALID_VALUE", "default", "make another business type the default instead")])
+            gone = [s.api_name for s in current.stages if kind.stage(s.api_name) is None]
+            used = business_types.records_using(change.conn, obj, "stage", gone)
+            if used:
+                raise InUse(f"{used} record(s) are in the stage(s) {', '.join(gone)}; move them to other stages first.",
+                            field="stages", records=used)
+            kinds = self._save_business_types(change, obj, kind, [k for k in obj.business_types if k.api_name != api_name])
+            change.log("update_business_type", object_api_name, None, current.as_dict(), kind.as_dict())
+            return next(k for k in kinds if k.api_name == api_name)
+
+    def delete_business_type(self, actor: Actor, object_api_name: str, api_name: str) -> None:
+        """Remove a business type no record has; the default goes last."""
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = self._business_type(obj, api_name)
+            others = tuple(k for k in obj.business_types if k.api_name != api_name)
+            if current.default and others:
+                raise InUse("This is the default business type; make another one the default first.", field="api_name")
+            used = business_types.records_using(change.conn, obj, "business_type", [api_name])
+            if used:
+                raise InUse(f"{used} record(s) are of this business type; change or delete them first.", field="api_name", records=used)
+            business_types.write(change.conn, object_api_name, others)
+            change.log("delete_business_type", object_api_name, None, current.as_dict(), None)
+
+    @staticmethod
+    def _business_type(obj: ObjectDef, api_name: str) -> BusinessTypeDef:
+        found = obj.business_type(api_name)
+        if found is None:
+            raise NotFound(f"'{obj.api_name}' has no business type '{api_name}'.", field="api_name")
+        return found
+
+    def _save_business_types(self, change: MetaChange, obj: ObjectDef, kind: BusinessTypeDef,
+                             others: list[BusinessTypeDef]) -> tuple[BusinessTypeDef, ...]:
+        problems = business_types.problems(obj, kind, tuple(others))
+        if problems:
+            raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=problems)
+        if kind.default:
+            others = [replace(k, default=False) for k in others]
+        kinds = tuple(sorted([*others, kind], key=lambda k: k.position))
+        business_types.write(change.conn, obj.api_name, kinds)
+        return kinds
 
     # -- the transaction --------------------------------------------------------------------
     @contextmanager

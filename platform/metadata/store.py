@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -98,3 +99,53 @@ field_history = Table(
 )
 
 Index("ix_lc_field_history_record", field_history.c.object_api_name, field_history.c.record_id, field_history.c.at)
+
+business_types = Table(
+    "lc_business_type", platform_metadata,
+    Column("object_api_name", String(63), ForeignKey("lc_object.api_name", ondelete="CASCADE"), primary_key=True),
+    Column("api_name", String(63), primary_key=True),
+    Column("label", String(255), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("is_default", Boolean, nullable=False),
+    Column("picklists", JsonValue, nullable=False),
+    Column("position", Integer, nullable=False),
+)
+
+stages = Table(
+    "lc_stage", platform_metadata,
+    Column("object_api_name", String(63), primary_key=True),
+    Column("api_name", String(63), primary_key=True),
+    Column("business_type", String(63), nullable=False),
+    Column("label", String(255), nullable=False),
+    Column("probability", Integer, nullable=False),
+    Column("category", String(15), nullable=False),
+    Column("expected_days", Integer, nullable=True),
+    Column("required_fields", JsonValue, nullable=False),
+    Column("position", Integer, nullable=False),
+    ForeignKeyConstraint(["object_api_name", "business_type"], ["lc_business_type.object_api_name", "lc_business_type.api_name"],
+                         ondelete="CASCADE"),
+)
+
+stage_history = Table(
+    "lc_stage_history", platform_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("object_api_name", String(63), nullable=False),
+    Column("record_id", RecordId, nullable=False),
+    Column("business_type", String(63), nullable=True),
+    Column("stage", String(63), nullable=False),
+    Column("entered_at", UtcDateTime, nullable=False),
+    Column("entered_by", String(64), nullable=True),
+    Column("left_at", UtcDateTime, nullable=True),
+    Column("left_by", String(64), nullable=True),
+    Column("seconds_in_stage", BigInteger, nullable=True),
+)
+
+Index("ix_lc_stage_history_record", stage_history.c.object_api_name, stage_history.c.record_id, stage_history.c.entered_at)
+
+platform_revision = Table(
+    "lc_platform_revision", platform_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", Integer, nullable=False),
+)
+"""Which of the platform's own layout upgrades (``lowcode.metadata.upgrades``) this database has had."""

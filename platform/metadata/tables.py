@@ -34,7 +34,13 @@ def system_columns() -> list[Column]:
         Column("updated_by", RecordId, nullable=True),
         Column("version", Integer, nullable=False),
         Column("deleted_at", UtcDateTime, nullable=True),
+        *stage_columns(),
     ]
+
+
+def stage_columns() -> list[Column]:
+    """Every record table has them; objects whose business types have stages use them."""
+    return [Column("stage", String(63), nullable=True), Column("stage_entered_at", UtcDateTime, nullable=True)]
 
 
 def system_indexes(table: str) -> list[Index]:
@@ -43,7 +49,7 @@ def system_indexes(table: str) -> list[Index]:
     (SQLite) into scanning it instead of an index that serves the query's order."""
     recycled = text("deleted_at IS NOT NULL")
     return [
-        *(Index(constraint_name("ix", table, column), column) for column in ("owner_id", "org_unit_id", "created_at")),
+        *(Index(constraint_name("ix", table, column), column) for column in ("owner_id", "org_unit_id", "created_at", "stage")),
         Index(constraint_name("ix", table, "deleted_at"), "deleted_at", sqlite_where=recycled, postgresql_where=recycled),
     ]
 

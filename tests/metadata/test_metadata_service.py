@@ -26,7 +26,7 @@ ALICE = Actor("0b6c1b2e-8d0e-4a8e-9a57-3f0f3c2a1d10", "alice", is_system=True)
 
 SYSTEM_COLUMNS = {
     "id", "owner_id", "org_unit_id", "business_type", "created_at", "created_by",
-    "updated_at", "updated_by", "version", "deleted_at",
+    "updated_at", "updated_by", "version", "deleted_at", "stage", "stage_entered_at",
 }
 
 
