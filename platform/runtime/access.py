@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..metadata.actors import Actor
 from ..metadata.definitions import ObjectDef
 
-ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore")
+ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore", "reopen")
 
 
 @dataclass(frozen=True)

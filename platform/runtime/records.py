@@ -60,6 +60,7 @@ from .paging import (
     order_clauses,
     parse_order,
 )
+from .processes import StageMove, record_moves, settle
 from .reading import Branch, Children, Selection, TreeReader, Window
 from .validation import RecordValidator
 
@@ -517,6 +518,8 @@ class RecordService:
         records, errors = [], []
         for i, values in enumerate(inputs):
             coerced, problems = validator.check(values, creating=True)
+            if not problems:
+                problems = settle(obj, None, coerced)[0]
             errors.extend(p.at(i) for p in problems) if indexed else errors.extend(problems)
             records.append(coerced)
         errors.extend(self._database_problems(conn, catalog, obj, actor, records, [None] * len(records), indexed))
@@ -528,7 +531,7 @@ class RecordService:
         for position, record in enumerate(records):
             record.update({
                 "id": new_record_id(), "owner_id": record.get("owner_id") or actor.id, "org_unit_id": record.get("org_unit_id") or home,
-                "business_type": None, "created_at": now, "created_by": actor.id, "updated_at": now,
+                "business_type": record.get("business_type"), "stage_entered_at": now if record.get("stage") else None, "created_at": now, "created_by": actor.id, "updated_at": now,
                 "updated_by": actor.id, "version": 1, "deleted_at": None,
             })
             records[position] = {name: record.get(name) for name in canonical}
@@ -538,6 +541,8 @@ class RecordService:
         except IntegrityError as exc:
             raise _constraint_error(obj, exc) from None
         self._refuse_outside_scope(conn, obj, table, actor, records, indexed)
+        record_moves(conn, obj, [StageMove(r["id"], r["business_type"], r["stage"], None) for r in records if r.get("stage")],
+                     actor.id, now)
         if any(f.tracked for f in obj.fields):
             write_history(conn, obj, actor, now, [(r["id"], None, "created", None, None) for r in records])
         return records
@@ -556,13 +561,21 @@ class RecordService:
                 f"The record was changed by someone else (now at version {current['version']}, not {expected_version}); reload it and try again.",
                 field="expected_version", current_version=current["version"],
             )
+        reopening = False
+        if not errors:
+            process_errors, reopening = settle(obj, current, coerced)
+            errors.extend(process_errors)
         errors.extend(self._database_problems(conn, catalog, obj, actor, [coerced], [current["id"]], False))
         if errors:
             raise ValidationFailed.of(at(errors))
+        if reopening:
+            self.policy.authorize(actor, obj, "reopen")
         changed = {k: v for k, v in coerced.items() if current.get(k) != v}
         if not changed:
             return current
         now = _now()
+        if "stage" in changed:
+            changed["stage_entered_at"] = now if changed["stage"] is not None else None
         after = {**current, **changed, "version": current["version"] + 1, "updated_at": now, "updated_by": actor.id}
         row = {"version": after["version"], "updated_at": now, "updated_by": actor.id}
         for name, value in changed.items():
@@ -574,6 +587,9 @@ class RecordService:
             raise ValidationFailed.of(at(_constraint_error(obj, exc).errors)) from None
         if result.rowcount != 1:
             raise Conflict("The record was changed by someone else meanwhile; reload it and try again.", field="expected_version")
+        if changed.get("stage"):
+            record_moves(conn, obj, [StageMove(current["id"], after.get("business_type"), changed["stage"], current.get("stage"))],
+                         actor.id, now)
         write_history(conn, obj, actor, now, [(current["id"], f, "updated", old, new) for f, old, new in tracked_changes(obj, current, changed)])
         return after
 

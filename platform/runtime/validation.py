@@ -19,6 +19,12 @@ from .schema_check import compile_check
 
 INPUT_SYSTEM_FIELDS = ("owner_id", "org_unit_id")
 """System fields a caller may set; the rest are kept by the platform."""
+PROCESS_FIELDS = ("business_type", "stage")
+"""System fields a caller sets on objects with business types (and stages): checked against them."""
+
+
+def input_system_fields(obj: ObjectDef) -> tuple[str, ...]:
+    return (*INPUT_SYSTEM_FIELDS, *(name for name in PROCESS_FIELDS if obj.business_types and obj.field(name) is not None))
 
 _TYPE_WORDS = {
     "string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
@@ -29,6 +35,8 @@ _TYPE_WORDS = {
 def record_schema(obj: ObjectDef, *, creating: bool) -> dict[str, Any]:
     """The JSON Schema of a record's input: every writable field, required ones on create."""
     properties: dict[str, Any] = {name: nullable({"type": "string", "pattern": UUID_PATTERN}) for name in INPUT_SYSTEM_FIELDS}
+    for name in input_system_fields(obj)[len(INPUT_SYSTEM_FIELDS):]:
+        properties[name] = {"type": "string", "minLength": 1, "maxLength": 63}
     required = []
     for field in obj.fields:
         if not field.writable:
@@ -62,10 +70,11 @@ class RecordValidator:
         self._create_fast = compile_check(self.create_schema)
         self._update_fast = compile_check(self.update_schema)
         self._coercers = {f.api_name: f.field_type.coercer(f) for f in obj.fields if f.writable}
-        for name in INPUT_SYSTEM_FIELDS:
+        accepted = input_system_fields(obj)
+        for name in accepted:
             self._coercers[name] = obj.field(name).field_type.coercer(obj.field(name))
         self._defaults = {f.api_name: thaw(f.default) for f in obj.fields if f.writable and f.default is not None}
-        self._read_only = {f.api_name for f in obj.fields_by_name.values() if not f.writable} - set(INPUT_SYSTEM_FIELDS)
+        self._read_only = {f.api_name for f in obj.fields_by_name.values() if not f.writable} - set(accepted)
 
     def check(self, values: Any, *, creating: bool) -> tuple[dict[str, Any], list[FieldError]]:
         """Coerced values (defaults applied on create) and the list of problems."""

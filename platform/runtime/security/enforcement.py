@@ -23,7 +23,7 @@ SHARED_ACTIONS = frozenset({"read", "export", "update"})
 """The actions a record share or a team membership extends (``edit`` access for ``update``)."""
 
 ACTION_WORDS = {"read": "read", "create": "create", "update": "edit", "delete": "delete", "export": "export",
-                "transfer": "transfer", "restore": "restore"}
+                "transfer": "transfer", "restore": "restore", "reopen": "reopen closed"}
 
 
 class RolePolicy:

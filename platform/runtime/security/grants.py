@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore")
+ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore", "reopen")
 SCOPES = ("own", "unit", "unit_and_below", "all")
 FIELD_ACCESS = ("hidden", "read", "edit")
 SHARE_ACCESS = ("read", "edit")
