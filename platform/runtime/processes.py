@@ -9,10 +9,10 @@ record enters is kept in the stage history with who moved it and how long it sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, false, insert, or_, select, update
 
 from ..metadata import store
 from ..metadata.definitions import BusinessTypeDef, ObjectDef, StageDef
@@ -103,6 +103,14 @@ def _stage(obj: ObjectDef, kind: BusinessTypeDef, before: dict[str, Any], values
 
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == ()
+
+
+def due_predicate(obj: ObjectDef, table, within_days: int, now: datetime):
+    """Records whose time in their stage runs out within ``within_days`` days (0: already past the
+    stage's expected days), in open stages that expect a duration; one indexable predicate."""
+    terms = [and_(table.c.stage == stage.api_name, table.c.stage_entered_at <= now - timedelta(days=stage.expected_days - within_days))
+             for kind in obj.business_types for stage in kind.stages if stage.expected_days is not None and not stage.closed]
+    return or_(*terms) if terms else false()
 
 
 def probability(obj: ObjectDef, stage_name: str | None) -> int | None:

@@ -60,7 +60,7 @@ from .paging import (
     order_clauses,
     parse_order,
 )
-from .processes import StageMove, record_moves, settle
+from .processes import StageMove, due_predicate, record_moves, settle, stage_history
 from .reading import Branch, Children, Selection, TreeReader, Window
 from .validation import RecordValidator
 
@@ -290,14 +290,24 @@ class RecordService:
                 record.pop(extra, None)
         return Page(records, cursors, len(rows) > first, count)
 
-    def read_page(self, actor: Actor, object_name: str, window: Window, selection: Selection) -> Branch:
+    def read_page(self, actor: Actor, object_name: str, window: Window, selection: Selection, *,
+                  stage_due_within: int | None = None, now: datetime | None = None) -> Branch:
         """A page of records with their related records, in as many statements as the selection
-        has levels of to-many relations (plus one per total asked for), whatever the row count."""
+        has levels of to-many relations (plus one per total asked for), whatever the row count.
+
+        ``stage_due_within``: only records whose time in their stage runs out within that many
+        days (0: overdue), as of ``now``.
+        """
         self._check_first(window.first, "first")
         with self._reading() as (conn, catalog):
-            obj, _ = self._object(catalog, actor, object_name, "read")
+            obj, table = self._object(catalog, actor, object_name, "read")
             selection = self._check_selection(catalog, actor, obj, selection, "selection")
-            return self._reader(conn, catalog, actor).page(obj, window, selection)
+            extra = None
+            if stage_due_within is not None:
+                if not isinstance(stage_due_within, int) or isinstance(stage_due_within, bool) or not 0 <= stage_due_within <= 3650:
+                    raise ValidationFailed.of([FieldError("OUT_OF_RANGE", "stage_due_within", "must be a whole number of days from 0 to 3650")])
+                extra = due_predicate(obj, table, stage_due_within, now or _now())
+            return self._reader(conn, catalog, actor).page(obj, window, selection, extra)
 
     def read_records(self, actor: Actor, object_name: str, record_ids: list[str], selection: Selection, *,
                      deleted: bool = False) -> list[dict[str, Any] | None]:
@@ -400,6 +410,16 @@ class RecordService:
                 {"field": r.field_api_name, "event": r.event, "old": r.old_value, "new": r.new_value, "actor_id": r.actor_id, "at": r.at}
                 for r in rows if r.field_api_name not in hidden
             ]
+
+    def stage_history(self, actor: Actor, object_name: str, record_id: str) -> list[dict[str, Any]]:
+        """The stages the record went through, oldest first: entered and left (when, by whom), time spent."""
+        with self._reading() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "read")
+            visible = conn.execute(select(table.c.id).where(
+                table.c.id == self._id_or_missing(obj, record_id), self._scope(actor, obj, table, "read"))).first()
+            if visible is None:
+                raise self._missing(obj, record_id)
+            return stage_history(conn, obj, visible.id)
 
     # -- writing ----------------------------------------------------------------------------
     def create(self, actor: Actor, object_name: str, values: dict[str, Any]) -> dict[str, Any]:
