@@ -14,7 +14,14 @@ from typing import Any, Callable, Mapping, TypeVar
 from sqlalchemy import Connection, Engine, MetaData, Table, select
 
 from . import store
-from .definitions import BusinessTypeDef, FieldDef, ObjectDef, StageDef, freeze
+from .definitions import (
+    BusinessTypeDef,
+    FieldDef,
+    ObjectDef,
+    StageDef,
+    ValidationRuleDef,
+    freeze,
+)
 from .errors import NotFound
 from .tables import new_metadata, query_table
 from .versions import VersionSource
@@ -78,14 +85,26 @@ def load_catalog(conn: Connection) -> Catalog:
     for row in conn.execute(select(store.fields).order_by(store.fields.c.object_api_name, store.fields.c.position)).mappings():
         field_rows[row["object_api_name"]].append(field_from_row(row))
     kinds = business_types_by_object(conn)
+    rules = validation_rules_by_object(conn)
     objects = {}
     for row in conn.execute(select(store.objects)).mappings():
         objects[row["api_name"]] = ObjectDef(
             api_name=row["api_name"], label=row["label"], plural_api_name=row["plural_api_name"],
             plural_label=row["plural_label"], description=row["description"], system=row["system"],
             fields=tuple(field_rows.get(row["api_name"], ())), business_types=kinds.get(row["api_name"], ()),
+            validation_rules=rules.get(row["api_name"], ()),
         )
     return Catalog(version, objects)
+
+
+def validation_rules_by_object(conn: Connection) -> dict[str, tuple[ValidationRuleDef, ...]]:
+    rules: dict[str, list[ValidationRuleDef]] = defaultdict(list)
+    table = store.validation_rules
+    for row in conn.execute(select(table).order_by(table.c.object_api_name, table.c.position)).mappings():
+        rules[row["object_api_name"]].append(ValidationRuleDef(
+            api_name=row["api_name"], expression=row["expression"], message=row["message"], field=row["field"],
+            business_type=row["business_type"], active=row["active"], position=row["position"]))
+    return {name: tuple(found) for name, found in rules.items()}
 
 
 def business_types_by_object(conn: Connection) -> dict[str, tuple[BusinessTypeDef, ...]]:

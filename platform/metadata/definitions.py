@@ -124,6 +124,25 @@ class BusinessTypeDef:
                 "default": self.default, "picklists": thaw(self.picklists), "stages": [s.as_dict() for s in self.stages]}
 
 
+@dataclass(frozen=True)
+class ValidationRuleDef:
+    """A CEL expression over ``record`` (and ``old`` on update, ``user``, ``now``) that must hold for a
+    write to pass; otherwise ``message`` is reported on ``field``."""
+
+    api_name: str
+    expression: str
+    message: str
+    field: str | None = None
+    business_type: str | None = None
+    """Only records of this business type (all when ``None``)."""
+    active: bool = True
+    position: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api_name": self.api_name, "expression": self.expression, "message": self.message, "field": self.field,
+                "business_type": self.business_type, "active": self.active}
+
+
 def _system_fields(object_api_name: str, staged: bool = False) -> tuple[FieldDef, ...]:
     def ref(name, label, target):
         return FieldDef(name, label, "lookup", system=True, options=freeze({"target": target}))
@@ -159,6 +178,7 @@ class ObjectDef:
     fields: tuple[FieldDef, ...] = ()
     """Custom fields, in display order; system fields are in :attr:`system_fields`."""
     business_types: tuple[BusinessTypeDef, ...] = ()
+    validation_rules: tuple[ValidationRuleDef, ...] = ()
 
     @property
     def table_name(self) -> str:

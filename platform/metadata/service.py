@@ -27,12 +27,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from . import business_types, store
+from . import business_types, store, validation_rules
 from .actors import SYSTEM_ACTOR, Actor
 from .catalog import Catalog, CatalogCache
 from .database import WRITE, is_sqlite
 from .ddl import SchemaEditor
-from .definitions import BusinessTypeDef, FieldDef, ObjectDef, freeze, thaw
+from .definitions import (
+    BusinessTypeDef,
+    FieldDef,
+    ObjectDef,
+    ValidationRuleDef,
+    freeze,
+    thaw,
+)
 from .errors import (
     FieldError,
     Forbidden,
@@ -364,6 +371,55 @@ class MetadataService:
         kinds = tuple(sorted([*others, kind], key=lambda k: k.position))
         business_types.write(change.conn, obj.api_name, kinds)
         return kinds
+
+    # -- validation rules -------------------------------------------------------------------
+    def create_validation_rule(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> ValidationRuleDef:
+        """A CEL rule every write of the object's records (of one business type, if named) must pass."""
+        data, errors = load(validation_rules.ValidationRuleSchema(), definition)
+        if errors:
+            raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            if any(r.api_name == data["api_name"] for r in obj.validation_rules):
+                raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=[
+                    FieldError("DUPLICATE", "api_name", f"'{object_api_name}' already has a validation rule '{data['api_name']}'")])
+            rule = validation_rules.rule_def(data, len(obj.validation_rules))
+            self._save_rules(change, obj, rule, (*obj.validation_rules, rule))
+            change.log("create_validation_rule", object_api_name, rule.field, None, rule.as_dict())
+            return rule
+
+    def update_validation_rule(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> ValidationRuleDef:
+        data, errors = load(validation_rules.ValidationRuleUpdateSchema(), changes)
+        if errors:
+            raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = self._rule(obj, api_name)
+            rule = validation_rules.rule_def({**current.as_dict(), **data}, current.position)
+            self._save_rules(change, obj, rule, tuple(rule if r.api_name == api_name else r for r in obj.validation_rules))
+            change.log("update_validation_rule", object_api_name, rule.field, current.as_dict(), rule.as_dict())
+            return rule
+
+    def delete_validation_rule(self, actor: Actor, object_api_name: str, api_name: str) -> None:
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = self._rule(obj, api_name)
+            validation_rules.write(change.conn, object_api_name, tuple(r for r in obj.validation_rules if r.api_name != api_name))
+            change.log("delete_validation_rule", object_api_name, current.field, current.as_dict(), None)
+
+    @staticmethod
+    def _rule(obj: ObjectDef, api_name: str) -> ValidationRuleDef:
+        found = next((r for r in obj.validation_rules if r.api_name == api_name), None)
+        if found is None:
+            raise NotFound(f"'{obj.api_name}' has no validation rule '{api_name}'.", field="api_name")
+        return found
+
+    @staticmethod
+    def _save_rules(change: MetaChange, obj: ObjectDef, rule: ValidationRuleDef, rules: tuple[ValidationRuleDef, ...]) -> None:
+        problems = validation_rules.problems(obj, rule)
+        if problems:
+            raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=problems)
+        validation_rules.write(change.conn, obj.api_name, rules)
 
     # -- the transaction --------------------------------------------------------------------
     @contextmanager

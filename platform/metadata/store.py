@@ -149,3 +149,15 @@ platform_revision = Table(
     Column("revision", Integer, nullable=False),
 )
 """Which of the platform's own layout upgrades (``lowcode.metadata.upgrades``) this database has had."""
+
+validation_rules = Table(
+    "lc_validation_rule", platform_metadata,
+    Column("object_api_name", String(63), ForeignKey("lc_object.api_name", ondelete="CASCADE"), primary_key=True),
+    Column("api_name", String(63), primary_key=True),
+    Column("business_type", String(63), nullable=True),
+    Column("expression", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("field", String(63), nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("position", Integer, nullable=False),
+)

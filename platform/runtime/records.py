@@ -62,6 +62,7 @@ from .paging import (
 )
 from .processes import StageMove, due_predicate, record_moves, settle, stage_history
 from .reading import Branch, Children, Selection, TreeReader, Window
+from .rules import SaveContext, SaveHooks, rule_problems
 from .validation import RecordValidator
 
 MAX_PAGE_SIZE = 1000
@@ -151,6 +152,7 @@ class RecordService:
         self._pinned: Catalog | None = None
         self._connection: Connection | None = None
         self._transaction: Connection | None = None
+        self.hooks = SaveHooks()
 
     def at(self, catalog: Catalog, connection: Connection | None = None) -> "RecordService":
         """This service working on ``catalog`` (one request's snapshot) instead of the latest,
@@ -551,10 +553,11 @@ class RecordService:
         for position, record in enumerate(records):
             record.update({
                 "id": new_record_id(), "owner_id": record.get("owner_id") or actor.id, "org_unit_id": record.get("org_unit_id") or home,
-                "business_type": record.get("business_type"), "stage_entered_at": now if record.get("stage") else None, "created_at": now, "created_by": actor.id, "updated_at": now,
-                "updated_by": actor.id, "version": 1, "deleted_at": None,
+                "business_type": record.get("business_type"), "stage_entered_at": now if record.get("stage") else None,
+                "created_at": now, "created_by": actor.id, "updated_at": now, "updated_by": actor.id, "version": 1, "deleted_at": None,
             })
             records[position] = {name: record.get(name) for name in canonical}
+        self._before_save(conn, catalog, obj, actor, [(r, None) for r in records], indexed, now)
         assign_numbers(conn, obj, records)
         try:
             conn.execute(table.insert(), [self._row(obj, r) for r in records])
@@ -565,6 +568,8 @@ class RecordService:
                      actor.id, now)
         if any(f.tracked for f in obj.fields):
             write_history(conn, obj, actor, now, [(r["id"], None, "created", None, None) for r in records])
+        for record in records:
+            self.hooks.run_after(SaveContext(conn, actor, obj, record, None))
         return records
 
     def _update(self, conn, catalog, obj, table, actor, record_id, values, expected_version, index) -> dict[str, Any]:
@@ -590,12 +595,14 @@ class RecordService:
             raise ValidationFailed.of(at(errors))
         if reopening:
             self.policy.authorize(actor, obj, "reopen")
-        changed = {k: v for k, v in coerced.items() if current.get(k) != v}
+        now = _now()
+        proposed = {**current, **coerced}
+        if coerced.get("stage") != current.get("stage") and "stage" in coerced:
+            proposed["stage_entered_at"] = now if coerced["stage"] is not None else None
+        self._before_save(conn, catalog, obj, actor, [(proposed, current)], index is not None, now, offset=index or 0)
+        changed = {k: v for k, v in proposed.items() if k in obj.fields_by_name and current.get(k) != v}
         if not changed:
             return current
-        now = _now()
-        if "stage" in changed:
-            changed["stage_entered_at"] = now if changed["stage"] is not None else None
         after = {**current, **changed, "version": current["version"] + 1, "updated_at": now, "updated_by": actor.id}
         row = {"version": after["version"], "updated_at": now, "updated_by": actor.id}
         for name, value in changed.items():
@@ -611,7 +618,19 @@ class RecordService:
             record_moves(conn, obj, [StageMove(current["id"], after.get("business_type"), changed["stage"], current.get("stage"))],
                          actor.id, now)
         write_history(conn, obj, actor, now, [(current["id"], f, "updated", old, new) for f, old, new in tracked_changes(obj, current, changed)])
+        self.hooks.run_after(SaveContext(conn, actor, obj, after, current))
         return after
+
+    def _before_save(self, conn, catalog, obj, actor, saves, indexed, now, offset=0) -> None:
+        """Before-save hooks, then validation rules, for each ``(record, old)``; every row's broken
+        rules are reported at once."""
+        errors: list[FieldError] = []
+        for i, (record, old) in enumerate(saves):
+            self.hooks.run_before(SaveContext(conn, actor, obj, record, old))
+            problems = rule_problems(catalog, obj, actor, record, old, now)
+            errors.extend(p.at(i + offset) for p in problems) if indexed else errors.extend(problems)
+        if errors:
+            raise ValidationFailed.of(errors)
 
     def _refuse_unwritable(self, actor, obj, inputs, indexed, *, creating, offset=0) -> None:
         """Writing a field the caller may not edit is FORBIDDEN; so is changing ownership outside

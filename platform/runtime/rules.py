@@ -1,0 +1,102 @@
+"""Validation rules at write time, and the hooks around a save.
+
+The order of a save, for every write of the record service: system validation (types, required
+fields, business type and stage, unique values, lookup targets) → before-save hooks → validation
+rules → write → history → after-save hooks, all in the write's transaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+from sqlalchemy import Connection
+
+from ..metadata.actors import Actor
+from ..metadata.catalog import Catalog
+from ..metadata.definitions import ObjectDef, ValidationRuleDef
+from ..metadata.errors import FieldError
+from ..metadata.expressions import compile_expression
+
+
+@dataclass
+class SaveContext:
+    """One record being saved: hooks may change ``record`` before the save and read it after."""
+
+    conn: Connection
+    actor: Actor
+    obj: ObjectDef
+    record: dict[str, Any]
+    old: dict[str, Any] | None
+    """The record before an update; ``None`` when creating."""
+
+
+Hook = Callable[[SaveContext], None]
+
+
+@dataclass
+class SaveHooks:
+    """Python hooks per object (apps register them): ``before`` may change the record or raise a
+    platform error to refuse the save; ``after`` sees the saved record. Both run in the write's
+    transaction, so an error in either writes nothing."""
+
+    before: dict[str, list[Hook]] = field(default_factory=dict)
+    after: dict[str, list[Hook]] = field(default_factory=dict)
+
+    def before_save(self, object_api_name: str, hook: Hook) -> None:
+        self.before.setdefault(object_api_name, []).append(hook)
+
+    def after_save(self, object_api_name: str, hook: Hook) -> None:
+        self.after.setdefault(object_api_name, []).append(hook)
+
+    def run_before(self, context: SaveContext) -> None:
+        for hook in self.before.get(context.obj.api_name, ()):
+            hook(context)
+
+    def run_after(self, context: SaveContext) -> None:
+        for hook in self.after.get(context.obj.api_name, ()):
+            hook(context)
+
+
+def compiled_rules(catalog: Catalog, obj: ObjectDef) -> tuple[tuple[ValidationRuleDef, Any], ...]:
+    """The object's active rules with their programs, compiled once per Catalog version."""
+    return catalog.memo(("validation-rules", obj.api_name), lambda: tuple(
+        (rule, compile_expression(rule.expression)) for rule in obj.validation_rules if rule.active))
+
+
+def rule_problems(catalog: Catalog, obj: ObjectDef, actor: Actor, record: dict[str, Any], old: dict[str, Any] | None,
+                  now: datetime) -> list[FieldError]:
+    """The messages of the rules ``record`` breaks (a rule that cannot be evaluated counts as broken)."""
+    rules = compiled_rules(catalog, obj)
+    if not rules:
+        return []
+    context = {"record": _cel(record), "old": _cel(old) if old is not None else None,
+               "user": {"id": actor.id or "", "username": actor.name}, "now": now}
+    errors = []
+    for rule, program in rules:
+        if rule.business_type is not None and rule.business_type != record.get("business_type"):
+            continue
+        try:
+            holds = program.execute(context)
+        except (TypeError, ValueError, KeyError, RuntimeError) as error:
+            errors.append(FieldError("RULE_FAILED", rule.field, rule.message, {"rule": rule.api_name, "error": str(error).splitlines()[0]}))
+            continue
+        if holds is not True:
+            errors.append(FieldError("RULE_FAILED", rule.field, rule.message, {"rule": rule.api_name}))
+    return errors
+
+
+def _cel(value: Any) -> Any:
+    """A record value as CEL sees it: decimals as doubles, dates as timestamps at midnight UTC."""
+    if isinstance(value, dict):
+        return {k: _cel(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cel(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time(), timezone.utc)
+    return value
