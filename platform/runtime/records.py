@@ -51,6 +51,7 @@ from ..metadata.names import constraint_name
 from .access import AccessPolicy, FieldAccess, OpenAccess
 from .aggregates import parse_aggregate, run_aggregate
 from .filters import FilterCompiler
+from .funnel import conversions, funnel_request, funnel_rows
 from .history import tracked_changes, write_history
 from .numbering import assign_numbers
 from .paging import (
@@ -396,6 +397,43 @@ class RecordService:
             where = and_(self._alive(table, False), self._scope(actor, obj, table, "read"),
                          compiler.compile(obj, filter) if filter else true())
             return run_aggregate(conn, table, where, spec)
+
+    def funnel(self, actor: Actor, object_name: str, *, amount_field: str, date_field: str | None = None,
+               period: str | None = None, by_owner: bool = False, filter: dict | None = None,
+               unit: str | None = None) -> list[dict[str, Any]]:
+        """Count, amount and weighted amount (amount × win probability) per stage, per ``period``
+        (month, quarter, year) of ``date_field`` and per owner when asked, over the caller's
+        visible live records; ``unit``: only records of that org unit and the units below it."""
+        with self._reading() as (conn, catalog):
+            obj, _ = self._object(catalog, actor, object_name, "read")
+            group_by, measures = funnel_request(obj, amount_field, date_field, period, by_owner,
+                                                self.policy.field_access(actor, obj).hidden)
+        scoped = self._in_unit(filter, unit)
+        groups = self.aggregate(actor, object_name, filter=scoped, group_by=group_by, measures=measures)
+        return funnel_rows(obj, groups, amount_field, date_field if period else None)
+
+    def stage_conversions(self, actor: Actor, object_name: str, *, filter: dict | None = None,
+                          unit: str | None = None) -> list[dict[str, Any]]:
+        """How visible records moved along each business type's stages (from the stage history)."""
+        with self._reading() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "read")
+            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"), self._hidden(actor))
+            scoped = self._in_unit(filter, unit)
+            where = and_(self._alive(table, False), self._scope(actor, obj, table, "read"),
+                         compiler.compile(obj, scoped) if scoped else true())
+            return conversions(conn, obj, table, where)
+
+    @staticmethod
+    def _in_unit(filter: dict | None, unit: str | None) -> dict | None:
+        """``filter`` limited to records of ``unit``'s subtree (through the org unit's path)."""
+        if unit is None:
+            return filter
+        try:
+            unit_id = normalize_id(unit)
+        except ValueProblem:
+            raise ValidationFailed.of([FieldError("INVALID_VALUE", "unit", "must be the id of an org unit")]) from None
+        below = {"org_unit_id": {"path": {"contains": f"/{unit_id}/"}}}
+        return {"and": [filter, below]} if filter else below
 
     def history(self, actor: Actor, object_name: str, record_id: str) -> list[dict[str, Any]]:
         """The record's tracked-field changes and life events, oldest first."""
