@@ -55,10 +55,12 @@ class BusinessTypeSchema(Schema):
     stages = fields.List(fields.Nested(StageSchema), load_default=list,
                          validate=validate.Length(max=MAX_STAGES, error=f"at most {MAX_STAGES} stages"))
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def _stages_once(self, data, **kwargs):
         seen: dict[str, int] = {}
         for i, stage in enumerate(data.get("stages") or []):
+            if not isinstance(stage, dict) or "api_name" not in stage:
+                continue
             if stage["api_name"] in seen:
                 raise ValidationError(f"'{stage['api_name']}' is already stage {seen[stage['api_name']]} of this type", f"stages.{i}.api_name")
             seen[stage["api_name"]] = i

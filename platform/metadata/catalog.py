@@ -17,6 +17,7 @@ from . import store
 from .definitions import (
     BusinessTypeDef,
     FieldDef,
+    LayoutDef,
     ObjectDef,
     StageDef,
     ValidationRuleDef,
@@ -86,15 +87,26 @@ def load_catalog(conn: Connection) -> Catalog:
         field_rows[row["object_api_name"]].append(field_from_row(row))
     kinds = business_types_by_object(conn)
     rules = validation_rules_by_object(conn)
+    layouts = layouts_by_object(conn)
     objects = {}
     for row in conn.execute(select(store.objects)).mappings():
         objects[row["api_name"]] = ObjectDef(
             api_name=row["api_name"], label=row["label"], plural_api_name=row["plural_api_name"],
             plural_label=row["plural_label"], description=row["description"], system=row["system"],
             fields=tuple(field_rows.get(row["api_name"], ())), business_types=kinds.get(row["api_name"], ()),
-            validation_rules=rules.get(row["api_name"], ()),
+            validation_rules=rules.get(row["api_name"], ()), layouts=layouts.get(row["api_name"], ()),
         )
     return Catalog(version, objects)
+
+
+def layouts_by_object(conn: Connection) -> dict[str, tuple[LayoutDef, ...]]:
+    found: dict[str, list[LayoutDef]] = defaultdict(list)
+    table = store.layouts
+    for row in conn.execute(select(table).order_by(table.c.object_api_name, table.c.api_name)).mappings():
+        found[row["object_api_name"]].append(LayoutDef(
+            api_name=row["api_name"], label=row["label"], business_type=row["business_type"], role=row["role"],
+            sections=freeze(row["sections"] or []), related_lists=freeze(row["related_lists"] or [])))
+    return {name: tuple(items) for name, items in found.items()}
 
 
 def validation_rules_by_object(conn: Connection) -> dict[str, tuple[ValidationRuleDef, ...]]:

@@ -143,6 +143,29 @@ class ValidationRuleDef:
                 "business_type": self.business_type, "active": self.active}
 
 
+@dataclass(frozen=True)
+class LayoutDef:
+    """How a record form of one object is laid out (for one business type and/or role, or the
+    default): ordered sections of fields flagged required or read-only, and related lists."""
+
+    api_name: str
+    label: str
+    business_type: str | None = None
+    role: str | None = None
+    sections: tuple[Mapping[str, Any], ...] = ()
+    """``{"label", "fields": ({"field", "required", "read_only"}, ...)}``"""
+    related_lists: tuple[Mapping[str, Any], ...] = ()
+    """``{"object", "field", "label", "columns": (field, ...)}``: records of ``object`` whose ``field`` points here."""
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        return tuple(item["field"] for section in self.sections for item in section["fields"] if item.get("required"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api_name": self.api_name, "label": self.label, "business_type": self.business_type, "role": self.role,
+                "sections": thaw(self.sections), "related_lists": thaw(self.related_lists)}
+
+
 def _system_fields(object_api_name: str, staged: bool = False) -> tuple[FieldDef, ...]:
     def ref(name, label, target):
         return FieldDef(name, label, "lookup", system=True, options=freeze({"target": target}))
@@ -179,6 +202,7 @@ class ObjectDef:
     """Custom fields, in display order; system fields are in :attr:`system_fields`."""
     business_types: tuple[BusinessTypeDef, ...] = ()
     validation_rules: tuple[ValidationRuleDef, ...] = ()
+    layouts: tuple[LayoutDef, ...] = ()
 
     @property
     def table_name(self) -> str:
@@ -200,6 +224,15 @@ class ObjectDef:
     @property
     def default_business_type(self) -> BusinessTypeDef | None:
         return next((t for t in self.business_types if t.default), None)
+
+    def layout_for(self, business_type: str | None, roles: tuple[str, ...] = ()) -> LayoutDef | None:
+        """The most specific layout: type and one of the roles, type alone, a role alone, the default."""
+        candidates = [(business_type, role) for role in roles] + [(business_type, None)] + [(None, role) for role in roles] + [(None, None)]
+        for kind, role in candidates:
+            found = next((layout for layout in self.layouts if layout.business_type == kind and layout.role == role), None)
+            if found is not None:
+                return found
+        return None
 
     def stage(self, api_name: str) -> tuple[BusinessTypeDef, StageDef] | None:
         """The business type a stage belongs to, and the stage (a stage belongs to one type)."""

@@ -41,6 +41,12 @@ def _position(source: str, offset: int) -> Position:
     return Position(line, column, offset)
 
 
+def referenced_fields(source: str) -> set[str]:
+    """The fields an expression reads through ``record.`` or ``old.``."""
+    blanked = _STRING.sub(lambda m: " " * len(m.group(0)), source)
+    return {m.group(2) for m in _REFERENCE.finditer(blanked) if m.group(1) in ("record", "old")}
+
+
 def compile_expression(source: str):
     """The compiled program (raises ``ValueError`` on a syntax error)."""
     return cel.compile(source)

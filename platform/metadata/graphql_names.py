@@ -31,9 +31,12 @@ PLATFORM_TYPE_NAMES = frozenset("""
     CurrentUser Membership Role ObjectPermission FieldPermission RecordAction DataScope FieldAccessLevel
     ApiToken IssuedApiToken TokenKind RecordSharing RecordShare RecordTeamMember GranteeKind ShareAccess
     SecurityAuditEntry CreateOrgUnitInput CreateUserInput CreateRoleInput UpdateRoleInput
+    BusinessTypeDefinition StageDefinition StageCategory PicklistSubset BusinessTypeInput BusinessTypeUpdateInput
+    StageInput PicklistSubsetInput StageHistoryEntry
 """.split())
-"""Names of the types every schema has, which no object may generate (the metadata API's, then
-the security admin API's)."""
+"""Names of the platform's own types, which no object may generate (the metadata API's, then the
+security admin API's, then those of business types and stages: ``StageHistoryEntry`` is in the
+schema only while some object has stages, the others always)."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
@@ -44,6 +47,7 @@ PLATFORM_QUERY_FIELDS = frozenset({
 })
 PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
+    "createBusinessType", "updateBusinessType", "deleteBusinessType",
     "createOrgUnit", "moveOrgUnit", "deleteOrgUnit", "createUser", "setPassword", "deleteUser",
     "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
     "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
@@ -58,6 +62,52 @@ def type_name(obj: ObjectDef, suffix: str = "") -> str:
 def enum_type_name(obj: ObjectDef, field: FieldDef) -> str:
     """The enum of a restricted picklist's values: ``OpportunityStage``."""
     return pascal_case(obj.api_name) + pascal_case(field.api_name)
+
+
+PROCESS_FIELDS = ("business_type", "stage")
+"""System fields that are enums on objects with business types (``business_type``) and stages
+(``stage``): ``OpportunityBusinessType`` and ``OpportunityStage``, named like picklist enums."""
+
+STAGE_RECORD_FIELDS = {
+    "probability": "the win probability of the stage",
+    "stageCategory": "the category of the stage",
+    "daysInStage": "the days in the stage",
+    "stageDueAt": "the due time of the stage",
+    "stageHistory": "the stage history",
+}
+"""Record fields computed from the stage of records of objects with stages, by GraphQL name."""
+
+
+def process_fields(obj: ObjectDef) -> tuple[str, ...]:
+    """The process fields the object has as enums: ``business_type`` with business types, ``stage`` with stages."""
+    if not obj.business_types:
+        return ()
+    return PROCESS_FIELDS if obj.has_stages else PROCESS_FIELDS[:1]
+
+
+def process_enum_name(obj: ObjectDef, api_name: str) -> str:
+    """``OpportunityBusinessType`` or ``OpportunityStage``: the values of a process field."""
+    return pascal_case(obj.api_name) + pascal_case(api_name)
+
+
+def process_filter_name(obj: ObjectDef, api_name: str) -> str:
+    """``OpportunityStageFilter``: conditions on a process field, with its enum."""
+    return process_enum_name(obj, api_name) + "Filter"
+
+
+def process_type_names(obj: ObjectDef) -> list[str]:
+    """The types an object's business types and stages generate (none without business types)."""
+    return [name for api_name in process_fields(obj) for name in (process_enum_name(obj, api_name), process_filter_name(obj, api_name))]
+
+
+def due_field(obj: ObjectDef) -> str:
+    """The query of the records running out of time in their stage: ``opportunitiesDueInStage``."""
+    return camel_case(obj.plural_api_name) + "DueInStage"
+
+
+def stage_record_fields(obj: ObjectDef) -> tuple[str, ...]:
+    """The computed stage fields of the object's record type (none without stages)."""
+    return tuple(STAGE_RECORD_FIELDS) if obj.has_stages else ()
 
 
 def is_choice(field: FieldDef) -> bool:
@@ -203,6 +253,8 @@ def _record_field_sources(obj: ObjectDef, children: Mapping[str, list[tuple[Obje
         sources[value_field(field)].append(Source(obj.api_name, field.api_name, "api_name", f"field '{field.api_name}'"))
         if (relation := relation_field(field)):
             sources[relation].append(Source(obj.api_name, field.api_name, "api_name", f"the relation of field '{field.api_name}'"))
+    for name in stage_record_fields(obj):
+        sources[name].append(Source(obj.api_name, None, "business_types", STAGE_RECORD_FIELDS[name]))
     for child, field in children.get(obj.api_name, ()):
         if (name := children_name(child, field)):
             sources[name].append(Source(child.api_name, field.api_name, "options.relationship_name",
@@ -230,6 +282,10 @@ def find_collisions(objects: Mapping[str, ObjectDef]) -> list[Collision]:
             if is_enum(field):
                 types[enum_type_name(obj, field)].append(picklist)
             types[choice_filter_type_name(obj, field)].append(picklist)
+        for name in process_type_names(obj):
+            types[name].append(Source(obj.api_name, None, "api_name", f"the business types of object '{obj.api_name}'"))
+        if obj.has_stages:
+            query[due_field(obj)].append(Source(obj.api_name, None, "plural_api_name", f"the stages of object '{obj.api_name}'"))
         query[get_field(obj)].append(_object_source(obj))
         query[list_field(obj)].append(_object_source(obj, "plural_api_name"))
         query[aggregate_field(obj)].append(_object_source(obj))

@@ -49,6 +49,7 @@ from .errors import (
     SchemaChangeFailed,
     UnsafeChange,
 )
+from .expressions import referenced_fields
 from .fieldtypes.auto_number import render
 from .graphql_names import Collision, Source, find_collisions
 from .names import SYSTEM_FIELD_NAMES, plural
@@ -219,6 +220,8 @@ class MetadataService:
             conn.execute(delete(store.objects).where(store.objects.c.api_name == api_name))
             conn.execute(delete(store.auto_numbers).where(store.auto_numbers.c.object_api_name == api_name))
             conn.execute(delete(store.field_history).where(store.field_history.c.object_api_name == api_name))
+            for owned in (store.stages, store.business_types, store.stage_history, store.validation_rules, store.layouts):
+                conn.execute(delete(owned).where(owned.c.object_api_name == api_name))
             for forget in self.on_delete:
                 forget(conn, api_name, None)
             change.log("delete_object", api_name, None, obj.as_dict(), None)
@@ -290,6 +293,10 @@ class MetadataService:
             field = _custom_field(obj, field_api_name)
             if obj.system and any(field_api_name == f["api_name"] for o in SYSTEM_OBJECTS if o["api_name"] == obj.api_name for f in o["fields"]):
                 raise InUse(f"'{object_api_name}.{field_api_name}' is a system field and cannot be deleted.", field="field")
+            users = _configuration_using(obj, field_api_name)
+            if users:
+                raise InUse(f"'{object_api_name}.{field_api_name}' is used by {', '.join(users)}; change those first.",
+                            field="field", used_by=users)
             self._ddl(change, lambda: change.schema.drop_field(obj, field))
             change.conn.execute(delete(store.fields).where(
                 store.fields.c.object_api_name == object_api_name, store.fields.c.api_name == field_api_name))
@@ -535,6 +542,19 @@ def _custom_field(obj: ObjectDef, api_name: str) -> FieldDef:
 
 def _object_header(obj: ObjectDef) -> dict[str, Any]:
     return {k: v for k, v in obj.as_dict().items() if k != "fields"}
+
+
+def _configuration_using(obj: ObjectDef, field_api_name: str) -> list[str]:
+    """The business types, validation rules and layouts of ``obj`` that name a field."""
+    users = []
+    for kind in obj.business_types:
+        if field_api_name in kind.picklists or any(field_api_name in s.required_fields for s in kind.stages):
+            users.append(f"business type '{kind.api_name}'")
+    users.extend(f"validation rule '{r.api_name}'" for r in obj.validation_rules
+                 if r.field == field_api_name or field_api_name in referenced_fields(r.expression))
+    users.extend(f"layout '{layout.api_name}'" for layout in obj.layouts
+                 if any(item["field"] == field_api_name for section in layout.sections for item in section["fields"]))
+    return users
 
 
 def _has_rows(conn: Connection, obj: ObjectDef) -> bool:

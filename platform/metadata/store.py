@@ -161,3 +161,14 @@ validation_rules = Table(
     Column("active", Boolean, nullable=False),
     Column("position", Integer, nullable=False),
 )
+
+layouts = Table(
+    "lc_layout", platform_metadata,
+    Column("object_api_name", String(63), ForeignKey("lc_object.api_name", ondelete="CASCADE"), primary_key=True),
+    Column("api_name", String(63), primary_key=True),
+    Column("label", String(255), nullable=False),
+    Column("business_type", String(63), nullable=True),
+    Column("role", String(63), nullable=True),
+    Column("sections", JsonValue, nullable=False),
+    Column("related_lists", JsonValue, nullable=False),
+)

@@ -21,11 +21,11 @@ from ..metadata.errors import FieldError
 
 @dataclass(frozen=True)
 class StageMove:
-    """A record entering ``stage`` (leaving ``left``, if it had one)."""
+    """A record entering ``stage`` (``None``: no stage any more), leaving ``left`` if it had one."""
 
     record_id: str
     business_type: str | None
-    stage: str
+    stage: str | None
     left: str | None
 
 
@@ -39,6 +39,8 @@ def settle(obj: ObjectDef, current: dict[str, Any] | None, values: dict[str, Any
     errors: list[FieldError] = []
     creating = current is None
     before = current or {}
+    if not creating and before.get("business_type") is None and values.get("business_type") is None:
+        return [], False  # a record from before its object had business types, not given one now
     if creating and values.get("business_type") is None:
         default = obj.default_business_type
         values["business_type"] = default.api_name if default else None
@@ -76,11 +78,13 @@ def _picklist_problems(kind: BusinessTypeDef, record: dict[str, Any], values: di
 def _stage(obj: ObjectDef, kind: BusinessTypeDef, before: dict[str, Any], values: dict[str, Any], record: dict[str, Any],
            creating: bool, type_changed: bool) -> tuple[list[FieldError], bool]:
     if not kind.stages:
-        if record.get("stage") is not None and ("stage" in values or type_changed):
+        if values.get("stage") is not None:
             return [FieldError("INVALID_STAGE", "stage", f"{kind.label} records have no stages")], False
-        if type_changed and before.get("stage") is not None:
+        if before.get("stage") is not None:
             values["stage"] = None
         return [], False
+    if not creating and not type_changed and before.get("stage") is None and values.get("stage") is None:
+        return [], False  # a record from before its type had stages, not moved now
     if creating and values.get("stage") is None:
         values["stage"] = kind.stages[0].api_name
     name = values.get("stage", before.get("stage"))
@@ -135,9 +139,11 @@ def record_moves(conn: Connection, obj: ObjectDef, moves: list[StageMove], actor
         for entry in open_entries:
             conn.execute(update(history).where(history.c.id == entry.id).values(
                 left_at=at, left_by=actor_id, seconds_in_stage=max(int((at - entry.entered_at).total_seconds()), 0)))
-    conn.execute(insert(history), [
-        {"object_api_name": obj.api_name, "record_id": m.record_id, "business_type": m.business_type, "stage": m.stage,
-         "entered_at": at, "entered_by": actor_id} for m in moves])
+    entering = [m for m in moves if m.stage is not None]
+    if entering:
+        conn.execute(insert(history), [
+            {"object_api_name": obj.api_name, "record_id": m.record_id, "business_type": m.business_type, "stage": m.stage,
+             "entered_at": at, "entered_by": actor_id} for m in entering])
 
 
 def stage_history(conn: Connection, obj: ObjectDef, record_id: str) -> list[dict[str, Any]]:

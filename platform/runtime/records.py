@@ -652,7 +652,7 @@ class RecordService:
             raise ValidationFailed.of(at(_constraint_error(obj, exc).errors)) from None
         if result.rowcount != 1:
             raise Conflict("The record was changed by someone else meanwhile; reload it and try again.", field="expected_version")
-        if changed.get("stage"):
+        if "stage" in changed:
             record_moves(conn, obj, [StageMove(current["id"], after.get("business_type"), changed["stage"], current.get("stage"))],
                          actor.id, now)
         write_history(conn, obj, actor, now, [(current["id"], f, "updated", old, new) for f, old, new in tracked_changes(obj, current, changed)])

@@ -24,7 +24,7 @@ PROCESS_FIELDS = ("business_type", "stage")
 
 
 def input_system_fields(obj: ObjectDef) -> tuple[str, ...]:
-    return (*INPUT_SYSTEM_FIELDS, *(name for name in PROCESS_FIELDS if obj.business_types and obj.field(name) is not None))
+    return (*INPUT_SYSTEM_FIELDS, *(name for name in PROCESS_FIELDS if obj.field(name) is not None))
 
 _TYPE_WORDS = {
     "string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
@@ -36,7 +36,7 @@ def record_schema(obj: ObjectDef, *, creating: bool) -> dict[str, Any]:
     """The JSON Schema of a record's input: every writable field, required ones on create."""
     properties: dict[str, Any] = {name: nullable({"type": "string", "pattern": UUID_PATTERN}) for name in INPUT_SYSTEM_FIELDS}
     for name in input_system_fields(obj)[len(INPUT_SYSTEM_FIELDS):]:
-        properties[name] = {"type": "string", "minLength": 1, "maxLength": 63}
+        properties[name] = nullable({"type": "string", "minLength": 1, "maxLength": 63})
     required = []
     for field in obj.fields:
         if not field.writable:
