@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from . import business_types, store, validation_rules
+from . import business_types, layouts, store, validation_rules
 from .actors import SYSTEM_ACTOR, Actor
 from .catalog import Catalog, CatalogCache
 from .database import WRITE, is_sqlite
@@ -35,6 +35,7 @@ from .ddl import SchemaEditor
 from .definitions import (
     BusinessTypeDef,
     FieldDef,
+    LayoutDef,
     ObjectDef,
     ValidationRuleDef,
     freeze,
@@ -427,6 +428,60 @@ class MetadataService:
         if problems:
             raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=problems)
         validation_rules.write(change.conn, obj.api_name, rules)
+
+    # -- layouts ----------------------------------------------------------------------------
+    def create_layout(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> LayoutDef:
+        """A form layout for the object (for one business type and/or role, or the default)."""
+        data, errors = load(layouts.LayoutSchema(), definition)
+        if errors:
+            raise InvalidDefinition("The layout has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            if any(existing.api_name == data["api_name"] for existing in obj.layouts):
+                raise InvalidDefinition("The layout has problems; fix the listed fields.", errors=[
+                    FieldError("DUPLICATE", "api_name", f"'{object_api_name}' already has a layout '{data['api_name']}'")])
+            layout = layouts.layout_def(data)
+            self._save_layouts(change, obj, layout, (*obj.layouts, layout))
+            change.log("create_layout", object_api_name, None, None, layout.as_dict())
+            return layout
+
+    def update_layout(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> LayoutDef:
+        data, errors = load(layouts.LayoutUpdateSchema(), changes)
+        if errors:
+            raise InvalidDefinition("The layout has problems; fix the listed fields.", errors=errors)
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = self._layout(obj, api_name)
+            layout = layouts.layout_def({**current.as_dict(), **data})
+            self._save_layouts(change, obj, layout, tuple(layout if existing.api_name == api_name else existing for existing in obj.layouts))
+            change.log("update_layout", object_api_name, None, current.as_dict(), layout.as_dict())
+            return layout
+
+    def delete_layout(self, actor: Actor, object_api_name: str, api_name: str) -> None:
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = self._layout(obj, api_name)
+            layouts.write(change.conn, object_api_name, tuple(existing for existing in obj.layouts if existing.api_name != api_name))
+            change.log("delete_layout", object_api_name, None, current.as_dict(), None)
+
+    @staticmethod
+    def _layout(obj: ObjectDef, api_name: str) -> LayoutDef:
+        found = next((existing for existing in obj.layouts if existing.api_name == api_name), None)
+        if found is None:
+            raise NotFound(f"'{obj.api_name}' has no layout '{api_name}'.", field="api_name")
+        return found
+
+    @staticmethod
+    def _save_layouts(change: MetaChange, obj: ObjectDef, layout: LayoutDef, all_layouts: tuple[LayoutDef, ...]) -> None:
+        problems = layouts.problems(dict(change.catalog.objects), obj, layout)
+        clash = next((other for other in all_layouts if other.api_name != layout.api_name
+                      and (other.business_type, other.role) == (layout.business_type, layout.role)), None)
+        if clash is not None:
+            problems.append(FieldError("DUPLICATE", "business_type",
+                                       f"layout '{clash.api_name}' already serves this business type and role"))
+        if problems:
+            raise InvalidDefinition("The layout has problems; fix the listed fields.", errors=problems)
+        layouts.write(change.conn, obj.api_name, all_layouts)
 
     # -- the transaction --------------------------------------------------------------------
     @contextmanager

@@ -63,7 +63,7 @@ from .paging import (
 )
 from .processes import StageMove, due_predicate, record_moves, settle, stage_history
 from .reading import Branch, Children, Selection, TreeReader, Window
-from .rules import SaveContext, SaveHooks, rule_problems
+from .rules import SaveContext, SaveHooks, layout_problems, rule_problems
 from .validation import RecordValidator
 
 MAX_PAGE_SIZE = 1000
@@ -660,12 +660,14 @@ class RecordService:
         return after
 
     def _before_save(self, conn, catalog, obj, actor, saves, indexed, now, offset=0) -> None:
-        """Before-save hooks, then validation rules, for each ``(record, old)``; every row's broken
-        rules are reported at once."""
+        """Before-save hooks, then the layout's required fields and the validation rules, for each
+        ``(record, old)``; every row's problems are reported at once."""
         errors: list[FieldError] = []
+        roles = tuple(m.role for m in getattr(actor.access, "memberships", ()))
         for i, (record, old) in enumerate(saves):
             self.hooks.run_before(SaveContext(conn, actor, obj, record, old))
-            problems = rule_problems(catalog, obj, actor, record, old, now)
+            problems = layout_problems(obj, roles, record, old)
+            problems += rule_problems(catalog, obj, actor, record, old, now)
             errors.extend(p.at(i + offset) for p in problems) if indexed else errors.extend(problems)
         if errors:
             raise ValidationFailed.of(errors)

@@ -1,8 +1,9 @@
 """Validation rules at write time, and the hooks around a save.
 
 The order of a save, for every write of the record service: system validation (types, required
-fields, business type and stage, unique values, lookup targets) → before-save hooks → validation
-rules → write → history → after-save hooks, all in the write's transaction.
+fields, business type and stage, unique values, lookup targets) → before-save hooks → the layout's
+required fields and the validation rules → write → history → after-save hooks, all in the write's
+transaction.
 """
 from __future__ import annotations
 
@@ -85,6 +86,22 @@ def rule_problems(catalog: Catalog, obj: ObjectDef, actor: Actor, record: dict[s
         if holds is not True:
             errors.append(FieldError("RULE_FAILED", rule.field, rule.message, {"rule": rule.api_name}))
     return errors
+
+
+def layout_problems(obj: ObjectDef, roles: tuple[str, ...], record: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
+    """Fields the record's layout (for its business type and the caller's roles) requires: all of
+    them on create or a change of business type, those being emptied on other updates."""
+    layout = obj.layout_for(record.get("business_type"), roles)
+    if layout is None:
+        return []
+    whole = old is None or old.get("business_type") != record.get("business_type")
+    return [FieldError("REQUIRED_BY_LAYOUT", name, f"is required by the layout '{layout.label}'")
+            for name in layout.required_fields
+            if _empty(record.get(name)) and (whole or not _empty(old.get(name)))]
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == ()
 
 
 def _cel(value: Any) -> Any:
