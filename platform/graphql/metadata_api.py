@@ -1,4 +1,5 @@
-"""The metadata API: objects and fields for administrators, in the same endpoint as the records.
+"""The metadata API: objects, fields and business types for administrators, in the same endpoint
+as the records.
 
 Written with graphene (the types are fixed); each mutation calls the metadata service, so every
 check, the transaction and the change log are the same as from the CLI. A change's new schema is
@@ -11,8 +12,8 @@ from typing import Any
 import graphene
 
 from ..metadata import graphql_names
-from ..metadata.definitions import FieldDef, ObjectDef, thaw
-from ..metadata.errors import FieldError, LowcodeError
+from ..metadata.definitions import BusinessTypeDef, FieldDef, ObjectDef, StageDef, thaw
+from ..metadata.errors import FieldError, InvalidDefinition, LowcodeError
 from ..metadata.fieldtypes import registry
 from ..metadata.names import camel_case
 from .scalars import JSON, DateTime, Decimal
@@ -98,6 +99,63 @@ class FieldDefinition(graphene.ObjectType):
         return graphql_names.relation_field(field)
 
 
+class StageCategory(graphene.Enum):
+    """Where a stage leaves a record: still open, won or lost (leaving won or lost is reopening)."""
+
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class StageDefinition(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    probability = graphene.Int(required=True, description="The win probability of records in this stage, 0 to 100.")
+    category = graphene.Field(StageCategory, required=True)
+    expected_days = graphene.Int(description="How long a record should stay; null: no limit.")
+    required_fields = graphene.List(graphene.NonNull(graphene.String), required=True,
+                                    description="Fields (api names) a record needs to enter this stage.")
+    graphql_name = graphene.String(required=True, description="The stage's value in the record API's stage enum.")
+
+    @staticmethod
+    def resolve_required_fields(stage: StageDef, _info):
+        return list(stage.required_fields)
+
+    @staticmethod
+    def resolve_graphql_name(stage: StageDef, _info):
+        return graphql_names.enum_value_name(stage.api_name)
+
+
+class PicklistSubset(graphene.ObjectType):
+    field = graphene.String(required=True, description="The picklist field (api name).")
+    values = graphene.List(graphene.NonNull(graphene.String), required=True,
+                           description="The values (api names) records of this type may take.")
+
+
+class BusinessTypeDefinition(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    description = graphene.String(required=True)
+    active = graphene.Boolean(required=True, description="Inactive types stay on their records and are refused on new ones.")
+    default = graphene.Boolean(required=True, description="The type of new records that name none.")
+    picklists = graphene.List(graphene.NonNull(PicklistSubset), required=True,
+                              description="Picklists limited to some of their values (the others: every value).")
+    stages = graphene.List(graphene.NonNull(StageDefinition), required=True, description="In order.")
+    graphql_name = graphene.String(required=True, description="The type's value in the record API's business type enum.")
+
+    @staticmethod
+    def resolve_picklists(kind: BusinessTypeDef, _info):
+        return [{"field": name, "values": list(values)} for name, values in kind.picklists.items()]
+
+    @staticmethod
+    def resolve_stages(kind: BusinessTypeDef, _info):
+        return list(kind.stages)
+
+    @staticmethod
+    def resolve_graphql_name(kind: BusinessTypeDef, _info):
+        return graphql_names.enum_value_name(kind.api_name)
+
+
 class ObjectDefinition(graphene.ObjectType):
     api_name = graphene.String(required=True)
     label = graphene.String(required=True)
@@ -107,6 +165,12 @@ class ObjectDefinition(graphene.ObjectType):
     system = graphene.Boolean(required=True)
     fields = graphene.List(graphene.NonNull(FieldDefinition), required=True, include_system=graphene.Boolean(default_value=False))
     graphql_type = graphene.String(required=True, description="The record type's name in this schema.")
+    business_types = graphene.List(graphene.NonNull(BusinessTypeDefinition), required=True,
+                                   description="Kinds of record with their own picklist values and stages, in order.")
+
+    @staticmethod
+    def resolve_business_types(obj: ObjectDef, _info):
+        return list(obj.business_types)
 
     @staticmethod
     def resolve_fields(obj: ObjectDef, _info, include_system=False):
@@ -165,6 +229,37 @@ def _field_settings(creating: bool) -> dict:
 
 FieldInput = type("FieldInput", (graphene.InputObjectType,), _field_settings(creating=True))
 FieldUpdateInput = type("FieldUpdateInput", (graphene.InputObjectType,), _field_settings(creating=False))
+
+
+class StageInput(graphene.InputObjectType):
+    api_name = graphene.String(required=True, description="Unique among the stages of every business type of the object.")
+    label = graphene.String(required=True)
+    probability = graphene.Int(required=True, description="0 to 100.")
+    category = StageCategory(description="Defaults to OPEN.")
+    expected_days = graphene.Int(description="0 to 3650; null: no limit.")
+    required_fields = graphene.List(graphene.NonNull(graphene.String), description="Field api names needed to enter the stage.")
+
+
+class PicklistSubsetInput(graphene.InputObjectType):
+    field = graphene.String(required=True)
+    values = graphene.List(graphene.NonNull(graphene.String), required=True)
+
+
+def _business_type_settings(creating: bool) -> dict:
+    """A business type as input: api name and label required to create one; any part to change one
+    (``stages`` and ``picklists`` given replace the whole list)."""
+    name = {"api_name": graphene.String(required=True)} if creating else {}
+    return {
+        **name, "label": graphene.String(required=creating), "description": graphene.String(), "active": graphene.Boolean(),
+        "default": graphene.Boolean(description="Make this the default type (the first type of an object is)."),
+        "picklists": graphene.List(graphene.NonNull(PicklistSubsetInput), description="Picklists limited to some values; "
+                                   "the list replaces the type's subsets."),
+        "stages": graphene.List(graphene.NonNull(StageInput), description="The ordered stages; the list replaces the type's stages."),
+    }
+
+
+BusinessTypeInput = type("BusinessTypeInput", (graphene.InputObjectType,), _business_type_settings(creating=True))
+BusinessTypeUpdateInput = type("BusinessTypeUpdateInput", (graphene.InputObjectType,), _business_type_settings(creating=False))
 
 
 def _plain(value: Any) -> Any:
@@ -249,6 +344,60 @@ def _changing(call):
         raise
 
 
+def business_type_definition(data: dict[str, Any]) -> dict[str, Any]:
+    """A BusinessTypeInput as the metadata service's definition (picklist subsets as a mapping);
+    a picklist listed twice is refused here, with its input path."""
+    definition = _plain(data)
+    subsets = definition.get("picklists")
+    if isinstance(subsets, list):
+        seen: dict[str, int] = {}
+        errors = []
+        for i, subset in enumerate(subsets):
+            if subset["field"] in seen:
+                errors.append(FieldError("DUPLICATE", f"input.picklists.{i}.field",
+                                         f"'{subset['field']}' is already item {seen[subset['field']]} of the list"))
+            seen.setdefault(subset["field"], i)
+        if errors:
+            raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=errors)
+        definition["picklists"] = {subset["field"]: subset["values"] for subset in subsets}
+    for stage in definition.get("stages") or ():
+        if stage.get("category") is None:
+            stage.pop("category", None)
+    return definition
+
+
+def _business_type_path(path: str | None, data: dict[str, Any] | None) -> str:
+    """A business type definition path as the GraphQL input's: ``stages.1.required_fields.0`` is
+    ``input.stages.1.requiredFields.0``; a picklist (``picklists.source.2``) is named by its place in
+    the input's list (``input.picklists.0.values.2``, ``input.picklists.0.field``)."""
+    segments = [s for s in (path or "").split(".") if s]
+    if len(segments) >= 2 and segments[0] == "picklists":
+        listed = [subset.get("field") for subset in (data or {}).get("picklists") or ()]
+        if segments[1] in listed:
+            index = listed.index(segments[1])
+            rest = ["values", *segments[2:]] if len(segments) > 2 else ["field"]
+            return ".".join(["input", "picklists", str(index), *rest])
+        return "input.picklists"
+    return ".".join(["input", *(s if s.isdigit() else camel_case(s) for s in segments)])
+
+
+def _changing_business_type(call, data: dict[str, Any] | None = None):
+    """Run a business type change; its error paths name the GraphQL input (``input.stages.1.probability``)
+    or the argument (``apiName``, ``object``)."""
+    try:
+        return call()
+    except LowcodeError as error:
+        if getattr(error, "in_graphql_names", False):
+            raise
+        error.errors = [FieldError(e.code, e.field if (e.field or "").startswith("input.") else _business_type_path(e.field, data),
+                                   e.message, e.ctx) for e in error.errors]
+        if error.field == "api_name" and (data is None or error.code == "NOT_FOUND"):
+            error.field = "apiName"
+        elif error.field and error.field not in ("object", "field"):
+            error.field = _business_type_path(error.field, data)
+        raise
+
+
 class MetadataMutation(graphene.ObjectType):
     create_object = graphene.Field(ObjectDefinition, required=True, input=ObjectInput(required=True))
     update_object = graphene.Field(ObjectDefinition, required=True, api_name=graphene.String(required=True),
@@ -259,6 +408,14 @@ class MetadataMutation(graphene.ObjectType):
     update_field = graphene.Field(FieldDefinition, required=True, object=graphene.String(required=True),
                                   api_name=graphene.String(required=True), input=FieldUpdateInput(required=True))
     delete_field = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True))
+    create_business_type = graphene.Field(BusinessTypeDefinition, required=True, object=graphene.String(required=True),
+                                          input=BusinessTypeInput(required=True),
+                                          description="A new kind of record of the object; its first is the default.")
+    update_business_type = graphene.Field(BusinessTypeDefinition, required=True, object=graphene.String(required=True),
+                                          api_name=graphene.String(required=True), input=BusinessTypeUpdateInput(required=True),
+                                          description="Stages given replace the list; stages records are in may not go.")
+    delete_business_type = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True),
+                                           description="Only a type no record has; the default goes last.")
 
     @staticmethod
     def resolve_create_object(_root, info, input):
@@ -290,4 +447,23 @@ class MetadataMutation(graphene.ObjectType):
     def resolve_delete_field(_root, info, object, api_name):
         context = info.context
         context.metadata.delete_field(context.actor, object, api_name)
+        return api_name
+
+    @staticmethod
+    def resolve_create_business_type(_root, info, object, input):
+        context = info.context
+        return _changing_business_type(
+            lambda: context.metadata.create_business_type(context.actor, object, business_type_definition(input)), _plain(input))
+
+    @staticmethod
+    def resolve_update_business_type(_root, info, object, api_name, input):
+        context = info.context
+        return _changing_business_type(
+            lambda: context.metadata.update_business_type(context.actor, object, api_name, business_type_definition(input)),
+            _plain(input))
+
+    @staticmethod
+    def resolve_delete_business_type(_root, info, object, api_name):
+        context = info.context
+        _changing_business_type(lambda: context.metadata.delete_business_type(context.actor, object, api_name))
         return api_name

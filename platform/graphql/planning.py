@@ -30,6 +30,7 @@ from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.language import FieldNode, FragmentDefinitionNode
 
+from ..metadata import graphql_names as names
 from ..metadata.definitions import ObjectDef
 from ..metadata.errors import FieldError, LowcodeError
 from ..metadata.graphql_names import type_name
@@ -45,6 +46,8 @@ class Planner:
     types: Any
     """The schema's :class:`~lowcode.graphql.record_types.RecordTypes`."""
     limits: Any
+    single: bool = False
+    """The root field returns one record (by id, or one written): its stage history may be selected."""
     _hidden: dict[str, frozenset[str]] = dc_field(default_factory=dict, repr=False)
 
     def hidden(self, obj: ObjectDef) -> frozenset[str]:
@@ -94,6 +97,15 @@ class Planner:
             if binding.kind == "value":
                 if binding.field.api_name not in selection.fields:
                     selection.fields.append(binding.field.api_name)
+            elif binding.kind in ("computed", "history"):
+                if any(n in hidden for n in binding.needs):
+                    self._unreadable()
+                    continue
+                if binding.kind == "history" and not (self.single and not at):
+                    raise QueryRejected(
+                        f"'{at}{key}' reads one statement per record, so it is only read on a single record: the "
+                        f"{names.get_field(obj)}(id) query or a mutation returning one {names.type_name(obj)}.", field=f"{at}{key}")
+                selection.fields.extend(n for n in binding.needs if n not in selection.fields)
             elif binding.kind == "relation":
                 target = self.types.catalog.objects[binding.field.target]
                 sub, sub_cost = self.record(target, get_named_type(type_.fields[name].type), field_nodes, 0, f"{at}{key}.")
@@ -224,12 +236,13 @@ def operation_cost(schema, types, document, operation_name: str | None, variable
         try:
             args = get_argument_values(field, nodes[0], values)
             named = get_named_type(field.type)
-            if kind == "list":
+            if kind in ("list", "due"):
                 total += planner.connection(obj, named, nodes, args)[2]
             elif kind == "aggregate":
                 total += 1
             else:
                 rows = len(args.get("inputs") or args.get("items") or []) if kind.endswith("_many") else 1
+                planner.single = not kind.endswith("_many")
                 total += planner.record(obj, named, nodes, rows)[1]
         except (LowcodeError, GraphQLError):
             continue

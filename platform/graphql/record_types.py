@@ -9,6 +9,7 @@ metadata it serves, which the planner reads to turn a selection into one plan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from graphql import (
@@ -34,6 +35,7 @@ from ..metadata.catalog import Catalog
 from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.fieldtypes.picklist import ordered_values
 from ..runtime.aggregates import MEASURABLE, TEMPORAL_TYPES, groupable
+from ..runtime.processes import stage_of
 from ..runtime.security.grants import MANAGED_FIELDS
 from .errors import unreadable
 
@@ -65,11 +67,17 @@ class Binding:
     """What a field of a generated record type serves."""
 
     kind: str
-    """``value`` (a stored value), ``relation`` (the record a lookup points at) or ``children``."""
+    """``value`` (a stored value), ``relation`` (the record a lookup points at), ``children``,
+    ``computed`` (worked out from stored values: ``probability``) or ``history`` (the stage history,
+    read by its resolver: one statement, so only on a single record)."""
     field: FieldDef
-    """The field itself; for ``children``, the child's field pointing at this object."""
+    """The field itself; for ``children``, the child's field pointing at this object; for
+    ``computed`` and ``history``, the first field it reads."""
     obj: ObjectDef
     """The object owning ``field`` (for ``children``: the child object)."""
+    needs: tuple[str, ...] = ()
+    """``computed`` and ``history``: the stored values (api names) it reads; hidden from the
+    caller, it is too."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,72 @@ def read_relation(obj: ObjectDef, field: FieldDef) -> Callable[[Any, Any], Any]:
     return resolve
 
 
+def read_computed(obj: ObjectDef, name: str, needs: tuple[str, ...], compute: Callable[..., Any]) -> Callable[[Any, Any], Any]:
+    """A value worked out from stored ones (``needs``), with the request's Catalog: no statement."""
+    def resolve(record, info):
+        values = []
+        for api_name in needs:
+            try:
+                values.append(record[api_name])
+            except KeyError:
+                return unread(info, obj, api_name, name)
+        return compute(*values)
+
+    return resolve
+
+
+def read_stage_history(obj: ObjectDef, name: str) -> Callable[[Any, Any], Any]:
+    """The stages a record went through, oldest first, read from the record service (one statement;
+    the planner allows it only on a single record). Stages and business types are named as in
+    their enums (``FIRST_CONTACT``), as strings: the history keeps stages since removed."""
+    def resolve(record, info):
+        if "stage" not in record:
+            return unread(info, obj, "stage", name)
+        context = info.context
+        entries = context.records.stage_history(context.actor, obj.api_name, record["id"])
+        return [{**entry, "stage": names.enum_value_name(entry["stage"]),
+                 "business_type": names.enum_value_name(entry["business_type"]) if entry["business_type"] else None}
+                for entry in entries]
+
+    return resolve
+
+
+def _instant(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def stage_computations(obj: ObjectDef, category_type: Any) -> dict[str, tuple[tuple[str, ...], Any, Callable[..., Any], str]]:
+    """The computed stage fields of a record type: GraphQL name -> (stored values read, output type,
+    computation, description)."""
+    def probability(stage):
+        found = stage_of(obj, stage)
+        return found.probability if found else None
+
+    def category(stage):
+        found = stage_of(obj, stage)
+        return found.category if found else None
+
+    def days_in_stage(entered_at):
+        if entered_at is None:
+            return None
+        return max(int((datetime.now(timezone.utc) - _instant(entered_at)).total_seconds() // 86400), 0)
+
+    def due_at(stage, entered_at):
+        found = stage_of(obj, stage)
+        if found is None or found.expected_days is None or found.closed or entered_at is None:
+            return None
+        return _instant(entered_at) + timedelta(days=found.expected_days)
+
+    return {
+        "probability": (("stage",), GraphQLInt, probability, "The win probability of the record's stage, 0 to 100."),
+        "stageCategory": (("stage",), category_type, category, "Whether the record's stage is open, won or lost."),
+        "daysInStage": (("stage_entered_at",), GraphQLInt, days_in_stage, "Whole days since the record entered its stage."),
+        "stageDueAt": (("stage", "stage_entered_at"), None, due_at,
+                       "When the record's time in its stage runs out: entered plus the stage's expected days; "
+                       "null when the stage expects none or is won or lost."),
+    }
+
+
 def unread(info, obj: ObjectDef, api_name: str, name: str) -> None:
     """A field missing from a record: FORBIDDEN when hidden from the caller, else null."""
     context = info.context
@@ -144,6 +218,20 @@ class RecordTypes:
         self._enums: dict[tuple[str, str], GraphQLEnumType] = {}
         for obj in catalog.objects.values():
             self.objects_by_type[names.type_name(obj)] = obj
+        self._clashing: set[tuple[str, str]] = set()
+        if any(obj.business_types for obj in catalog.objects.values()):
+            self._clashing = {(c.kind, c.name) for c in catalog.memo(("graphql_collisions",), lambda: names.find_collisions(catalog.objects))}
+        """GraphQL names generated twice. The metadata service refuses changes making any, but a
+        business type change it let through must not break the whole schema: such an object's
+        business type and stage stay plain strings, its due query is left out (see :meth:`process_fields`)."""
+
+    def process_fields(self, obj: ObjectDef) -> tuple[str, ...]:
+        """The object's process fields typed by their enums (``business_type``, ``stage``); none
+        while one of the object's process type names clashes with another generated name."""
+        found = names.process_fields(obj)
+        if found and any(("type", name) in self._clashing for name in names.process_type_names(obj)):
+            return ()
+        return found
 
     # -- named types, built once each ------------------------------------------------------
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
@@ -187,6 +275,57 @@ class RecordTypes:
             })
         return self._enums[key]
 
+    def process_enum(self, obj: ObjectDef, api_name: str) -> GraphQLEnumType:
+        """``OpportunityBusinessType`` (inactive types deprecated, like picklist values) or
+        ``OpportunityStage`` (every stage of every type, in the types' order, then each type's)."""
+        name = names.process_enum_name(obj, api_name)
+
+        def build():
+            if api_name == "business_type":
+                values = {names.enum_value_name(kind.api_name): GraphQLEnumValue(
+                    kind.api_name, description=kind.label,
+                    deprecation_reason=None if kind.active else "Inactive: kept on old records, not accepted for new ones.")
+                    for kind in obj.business_types}
+            else:
+                values = {names.enum_value_name(stage.api_name): GraphQLEnumValue(
+                    stage.api_name, description=f"{stage.label} ({kind.label}, {stage.probability}%, {stage.category})")
+                    for kind in obj.business_types for stage in kind.stages}
+            return GraphQLEnumType(name, values, description=f"The {'business types' if api_name == 'business_type' else 'stages'} "
+                                                             f"of {obj.plural_label}.")
+
+        return self._once(name, build)
+
+    def process_filter(self, obj: ObjectDef, api_name: str) -> GraphQLInputObjectType:
+        name = names.process_filter_name(obj, api_name)
+
+        def build():
+            item = self.process_enum(obj, api_name)
+            many = GraphQLList(GraphQLNonNull(item))
+            return GraphQLInputObjectType(name, {
+                "eq": GraphQLInputField(item), "ne": GraphQLInputField(item), "in": GraphQLInputField(many),
+                "notIn": GraphQLInputField(many, out_name="not_in"), "isNull": GraphQLInputField(GraphQLBoolean, out_name="is_null"),
+            })
+
+        return self._once(name, build)
+
+    def stage_history_type(self) -> GraphQLObjectType:
+        def build():
+            date_time = self.shared["DateTime"]
+            return GraphQLObjectType("StageHistoryEntry", {
+                "stage": GraphQLField(GraphQLNonNull(GraphQLString), resolve=read_value("stage"),
+                                      description="The stage as named in the object's stage enum (FIRST_CONTACT)."),
+                "businessType": GraphQLField(GraphQLString, resolve=read_value("business_type"),
+                                             description="The record's business type then, as named in its enum."),
+                "enteredAt": GraphQLField(GraphQLNonNull(date_time), resolve=read_value("entered_at")),
+                "enteredById": GraphQLField(GraphQLID, resolve=read_value("entered_by"), description="The user who moved it in."),
+                "leftAt": GraphQLField(date_time, resolve=read_value("left_at"), description="Null while the record is in the stage."),
+                "leftById": GraphQLField(GraphQLID, resolve=read_value("left_by"), description="The user who moved it on."),
+                "secondsInStage": GraphQLField(GraphQLInt, resolve=read_value("seconds_in_stage"),
+                                               description="Once the record left the stage."),
+            }, description="A stage a record went through.")
+
+        return self._once("StageHistoryEntry", build)
+
     def filter_type(self, obj: ObjectDef) -> GraphQLInputObjectType:
         name = names.type_name(obj, "Filter")
         return self._once(name, lambda: GraphQLInputObjectType(name, lambda: self._filter_fields(obj),
@@ -224,6 +363,8 @@ class RecordTypes:
 
     # -- fields ----------------------------------------------------------------------------
     def value_type(self, obj: ObjectDef, field: FieldDef, *, as_input: bool = False):
+        if field.system and field.api_name in self.process_fields(obj):
+            return self.process_enum(obj, field.api_name)
         scalar = field.field_type.graphql_scalar
         if scalar == "Enum":
             item = self.enum_type(obj, field) if names.is_enum(field) else GraphQLString
@@ -248,6 +389,7 @@ class RecordTypes:
                 target = self.catalog.objects[field.target]
                 fields[relation] = GraphQLField(self.record_type(target), resolve=read_relation(obj, field), description=field.label)
                 bindings[relation] = Binding("relation", field, obj)
+        self._stage_fields(obj, fields, bindings)
         for child, link in self.catalog.referrers(obj.api_name):
             name = names.children_name(child, link)
             if name:
@@ -257,6 +399,25 @@ class RecordTypes:
                                                         f"when you may not read their '{link.label}'.")
                 bindings[name] = Binding("children", link, child)
         return fields
+
+    def _stage_fields(self, obj: ObjectDef, fields: dict[str, GraphQLField], bindings: dict[str, Binding]) -> None:
+        """The fields computed from the stage (objects with stages). A stored field of the same name
+        (possible only when stages came after it: the metadata service refuses it otherwise) keeps it."""
+        if not names.stage_record_fields(obj):
+            return
+        computed = stage_computations(obj, self.shared["StageCategory"])
+        for name, (needs, output, compute, description) in computed.items():
+            if name in fields:
+                continue
+            fields[name] = GraphQLField(output or self.shared["DateTime"], resolve=read_computed(obj, name, needs, compute),
+                                        description=description)
+            bindings[name] = Binding("computed", obj.field(needs[0]), obj, needs)
+        if "stageHistory" not in fields:
+            fields["stageHistory"] = GraphQLField(
+                GraphQLList(GraphQLNonNull(self.stage_history_type())), resolve=read_stage_history(obj, "stageHistory"),
+                description="The stages the record went through, oldest first. Read with one statement, so only on a single "
+                            "record: the record query by id and mutations returning one record.")
+            bindings["stageHistory"] = Binding("history", obj.field("stage"), obj, ("stage",))
 
     def list_arguments(self, obj: ObjectDef) -> dict[str, GraphQLArgument]:
         return {
@@ -287,6 +448,8 @@ class RecordTypes:
         return fields
 
     def _value_filter(self, obj: ObjectDef, field: FieldDef):
+        if field.system and field.api_name in self.process_fields(obj):
+            return self.process_filter(obj, field.api_name)
         if field.type in ("picklist", "multi_picklist"):
             return self._choice_filter(obj, field)
         name = FILTER_BY_TYPE.get(field.type)
@@ -321,6 +484,12 @@ class RecordTypes:
                 field = obj.field(api_name)
                 fields[names.value_field(field)] = GraphQLInputField(GraphQLID, description=description)
                 bindings[names.value_field(field)] = field.api_name
+        for api_name in self.process_fields(obj):
+            field = obj.field(api_name)
+            fields[names.value_field(field)] = GraphQLInputField(self.process_enum(obj, api_name), description=(
+                "Defaults to the default business type." if api_name == "business_type" else "Defaults to the first stage of the record's type.")
+                if creating else None)
+            bindings[names.value_field(field)] = api_name
         for field in self.updatable_fields(obj):
             name = names.value_field(field)
             fields[name] = GraphQLInputField(self.value_type(obj, field, as_input=True), description=field.help_text or field.label)
@@ -405,6 +574,16 @@ class RecordTypes:
                 {"filter": GraphQLArgument(self.filter_type(obj)),
                  "groupBy": GraphQLArgument(GraphQLList(GraphQLNonNull(self.group_field_type(obj))))},
                 resolve=r.aggregate(obj), description=f"Counts, sums, averages and ranges of {obj.plural_label}, by group.")
+            if obj.has_stages and ("query", names.due_field(obj)) not in self._clashing:
+                self.root_kinds[names.due_field(obj)] = ("due", obj)
+                fields[names.due_field(obj)] = GraphQLField(
+                    GraphQLNonNull(self.connection_type(obj)), {
+                        "withinDays": GraphQLArgument(GraphQLInt, default_value=0, description=(
+                            "0 (or null): records already past their stage's expected days; N: those whose time runs out "
+                            "within N days (0 to 3650).")),
+                        **self.list_arguments(obj)},
+                    resolve=r.due(obj), description=f"{obj.plural_label} in open stages with expected days, whose time in "
+                                                    f"their stage has run out (or runs out within withinDays days).")
         self.read_roots.update(fields)
         return fields
 
@@ -427,7 +606,7 @@ class RecordTypes:
                     GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
                     {"inputs": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.input_type(obj, True)))))},
                     resolve=r.create_many(obj), description="All or nothing.")
-            updatable = self.updatable_fields(obj)
+            updatable = self.updatable_fields(obj) or self.process_fields(obj)
             if "update" in named and updatable:
                 fields[named["update"]] = GraphQLField(GraphQLNonNull(record), {
                     "id": record_id, "input": GraphQLArgument(GraphQLNonNull(self.input_type(obj, False))),

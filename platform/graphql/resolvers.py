@@ -27,12 +27,13 @@ class Resolvers:
         self.types: Any = None
 
     # -- helpers ---------------------------------------------------------------------------
-    def _planner(self, info: GraphQLResolveInfo) -> Planner:
-        return Planner(info, self.types, info.context.limits)
+    def _planner(self, info: GraphQLResolveInfo, single: bool = False) -> Planner:
+        return Planner(info, self.types, info.context.limits, single=single)
 
-    def _record_selection(self, info: GraphQLResolveInfo, obj: ObjectDef, rows: int = 1) -> Selection:
-        """What to read of each record returned; planned before any write, so a bad selection writes nothing."""
-        return self._planner(info).record(obj, get_named_type(info.return_type), info.field_nodes, rows)[0]
+    def _record_selection(self, info: GraphQLResolveInfo, obj: ObjectDef, rows: int = 1, single: bool = True) -> Selection:
+        """What to read of each record returned; planned before any write, so a bad selection writes
+        nothing. ``single``: the root field returns one record (its stage history may be selected)."""
+        return self._planner(info, single).record(obj, get_named_type(info.return_type), info.field_nodes, rows)[0]
 
     def _guard(self, info: GraphQLResolveInfo, obj: ObjectDef, call: Callable[[], Any], prefix: str | None = None,
                filter_value: Any = None) -> Any:
@@ -79,6 +80,24 @@ class Resolvers:
                 obj, get_named_type(info.return_type), info.field_nodes, args, bool(inRecycleBin)))
             branch = self._guard(info, obj, lambda: context.records.read_page(context.actor, obj.api_name, window, selection),
                                  filter_value=args.get("filter"))
+            return Connection(branch, window.after)
+        return resolve
+
+    def due(self, obj: ObjectDef):
+        """Records whose time in their (open) stage has run out, or runs out within ``withinDays``
+        days, as of now: a page like the list query's."""
+        def resolve(_root, info, withinDays=0, **args):
+            context = info.context
+            planner = self._planner(info)
+            window, selection, _cost = self._guard(info, obj, lambda: planner.connection(
+                obj, get_named_type(info.return_type), info.field_nodes, args))
+            within = 0 if withinDays is None else withinDays
+            try:
+                branch = context.records.read_page(context.actor, obj.api_name, window, selection, stage_due_within=within)
+            except LowcodeError as error:
+                error.errors = [FieldError(e.code, "withinDays", e.message, e.ctx) if e.field == "stage_due_within" else e
+                                for e in error.errors]
+                raise in_graphql_names(error, context.catalog, obj, None, args.get("filter")) from None
             return Connection(branch, window.after)
         return resolve
 
@@ -137,7 +156,7 @@ class Resolvers:
         def resolve(_root, info, inputs):
             context = info.context
             self._bulk_cap(info, inputs, "inputs")
-            selection = self._guard(info, obj, lambda: self._record_selection(info, obj, len(inputs)))
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj, len(inputs), single=False))
             values = [record_values(self.types, obj, item) for item in inputs]
             records = self._guard(info, obj, lambda: context.records.bulk_create(context.actor, obj.api_name, values), "inputs")
             return self._written(info, obj, selection, records)
@@ -157,7 +176,7 @@ class Resolvers:
         def resolve(_root, info, items):
             context = info.context
             self._bulk_cap(info, items, "items")
-            selection = self._guard(info, obj, lambda: self._record_selection(info, obj, len(items)))
+            selection = self._guard(info, obj, lambda: self._record_selection(info, obj, len(items), single=False))
             changes = [{"id": item["id"], "values": record_values(self.types, obj, item["input"]),
                         "expected_version": item.get("expectedVersion")} for item in items]
             try:

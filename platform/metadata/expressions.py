@@ -23,6 +23,9 @@ MAX_LENGTH = 4000
 _STRING = re.compile(r"""[rR]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")""", re.S)
 _REFERENCE = re.compile(r"(?<![\w.])(record|old|user)\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _POSITION = re.compile(r"<input>:(\d+):(\d+):")
+_BOUND = re.compile(r"\.\s*(?:exists_one|exists|all|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
+                    r"|\bcel\s*\.\s*bind\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
+"""Variables a macro binds (``list.exists(t, ...)``, ``cel.bind(x, ...)``): not free variables."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,9 @@ def expression_problems(obj: ObjectDef, source: Any, path: str = "expression") -
         where = f" at line {ctx['line']}, column {ctx['column']}" if ctx else ""
         return [FieldError("SYNTAX_ERROR", path, f"is not valid CEL{where}: {detail}", ctx)]
     errors = []
-    unknown = [v for v in program.variables() if v not in VARIABLES]
     blanked = _STRING.sub(lambda m: " " * len(m.group(0)), source)
+    bound = {name for match in _BOUND.finditer(blanked) for name in match.groups() if name}
+    unknown = [v for v in program.variables() if v not in VARIABLES and v not in bound and v != "cel"]
     for name in unknown:
         match = re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", blanked)
         ctx = _position(source, match.start()).as_dict() if match else {}

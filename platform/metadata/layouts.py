@@ -91,7 +91,7 @@ def problems(objects: dict[str, ObjectDef], obj: ObjectDef, layout: LayoutDef) -
         link = child.field(related["field"]) if child else None
         if child is None:
             errors.append(FieldError("UNKNOWN_OBJECT", f"related_lists.{r}.object", f"there is no object named '{related['object']}'"))
-        elif link is None or link.target != obj.api_name:
+        elif link is None or link.target != obj.api_name or link.api_name == "id":
             errors.append(FieldError("NOT_A_RELATION", f"related_lists.{r}.field",
                                      f"'{related['object']}.{related['field']}' does not point at '{obj.api_name}'"))
         else:

@@ -6,6 +6,7 @@ checked against the Catalog, and every problem is reported at once.
 """
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -109,6 +110,17 @@ class MetaChange:
         ))
 
 
+def _administrators_only(method):
+    """Refuse (FORBIDDEN) a caller who is neither an administrator nor the platform, before anything
+    else is looked at."""
+    @functools.wraps(method)
+    def checked(self, actor: Actor, *args, **kwargs):
+        if not actor.is_system and not getattr(actor.access, "administrator", False):
+            raise Forbidden("Only administrators change objects and fields.")
+        return method(self, actor, *args, **kwargs)
+    return checked
+
+
 class MetadataService:
     def __init__(self, engine: Engine, cache: CatalogCache, versions: VersionSource):
         self.engine = engine
@@ -151,10 +163,12 @@ class MetadataService:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     # -- objects ----------------------------------------------------------------------------
+    @_administrators_only
     def create_object(self, actor: Actor, definition: dict[str, Any]) -> ObjectDef:
         """Create an object (with any fields given) and its table."""
         return self._create_objects(actor, [definition])[0]
 
+    @_administrators_only
     def create_objects(self, actor: Actor, definitions: list[dict[str, Any]]) -> list[ObjectDef]:
         """Create several objects in one change; they may reference each other."""
         return self._create_objects(actor, definitions)
@@ -191,6 +205,7 @@ class MetadataService:
                 change.log("create_object", obj.api_name, None, None, obj.as_dict())
         return new_objects
 
+    @_administrators_only
     def update_object(self, actor: Actor, api_name: str, changes: dict[str, Any]) -> ObjectDef:
         """Change an object's label, plural label or description; api names never change."""
         data, errors = load(ObjectUpdateSchema(), changes)
@@ -203,6 +218,7 @@ class MetadataService:
             change.log("update_object", api_name, None, _object_header(old), _object_header(new))
         return new
 
+    @_administrators_only
     def delete_object(self, actor: Actor, api_name: str) -> None:
         """Drop an object, its table and its records; refused while other objects reference it."""
         with self._change(actor) as change:
@@ -228,6 +244,7 @@ class MetadataService:
             change.log("delete_object", api_name, None, obj.as_dict(), None)
 
     # -- fields -----------------------------------------------------------------------------
+    @_administrators_only
     def create_field(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> FieldDef:
         data, errors = load(FieldSchema(), definition)
         if errors:
@@ -253,6 +270,7 @@ class MetadataService:
             change.log("create_field", object_api_name, field.api_name, None, field.as_dict())
         return field
 
+    @_administrators_only
     def update_field(self, actor: Actor, object_api_name: str, field_api_name: str, changes: dict[str, Any]) -> FieldDef:
         """Change a field; a type or option change must keep every existing value intact."""
         with self._change(actor) as change:
@@ -287,6 +305,7 @@ class MetadataService:
             change.log("update_field", object_api_name, field_api_name, old.as_dict(), new.as_dict())
         return new
 
+    @_administrators_only
     def delete_field(self, actor: Actor, object_api_name: str, field_api_name: str) -> None:
         """Drop a field and its column; the rest of every record stays."""
         with self._change(actor) as change:
@@ -308,6 +327,7 @@ class MetadataService:
             change.log("delete_field", object_api_name, field_api_name, field.as_dict(), None)
 
     # -- business types and stages ----------------------------------------------------------
+    @_administrators_only
     def create_business_type(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> BusinessTypeDef:
         """A new business type of an object, with its picklist subsets and ordered stages. The
         first one is the default."""
@@ -325,6 +345,7 @@ class MetadataService:
             change.log("create_business_type", object_api_name, None, None, kind.as_dict())
             return next(k for k in kinds if k.api_name == kind.api_name)
 
+    @_administrators_only
     def update_business_type(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> BusinessTypeDef:
         """Change a business type; ``stages`` replaces its ordered list (stages records are in may
         not go)."""
@@ -348,6 +369,7 @@ class MetadataService:
             change.log("update_business_type", object_api_name, None, current.as_dict(), kind.as_dict())
             return next(k for k in kinds if k.api_name == api_name)
 
+    @_administrators_only
     def delete_business_type(self, actor: Actor, object_api_name: str, api_name: str) -> None:
         """Remove a business type no record has; the default goes last."""
         with self._change(actor) as change:
@@ -359,6 +381,11 @@ class MetadataService:
             used = business_types.records_using(change.conn, obj, "business_type", [api_name])
             if used:
                 raise InUse(f"{used} record(s) are of this business type; change or delete them first.", field="api_name", records=used)
+            naming = [f"validation rule '{r.api_name}'" for r in obj.validation_rules if r.business_type == api_name]
+            naming += [f"layout '{layout.api_name}'" for layout in obj.layouts if layout.business_type == api_name]
+            if naming:
+                raise InUse(f"{', '.join(naming)} apply to this business type; change or delete them first.", field="api_name",
+                            used_by=naming)
             business_types.write(change.conn, object_api_name, others)
             change.log("delete_business_type", object_api_name, None, current.as_dict(), None)
 
@@ -372,15 +399,19 @@ class MetadataService:
     def _save_business_types(self, change: MetaChange, obj: ObjectDef, kind: BusinessTypeDef,
                              others: list[BusinessTypeDef]) -> tuple[BusinessTypeDef, ...]:
         problems = business_types.problems(obj, kind, tuple(others))
-        if problems:
-            raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=problems)
         if kind.default:
             others = [replace(k, default=False) for k in others]
         kinds = tuple(sorted([*others, kind], key=lambda k: k.position))
+        after = {**change.catalog.objects, obj.api_name: replace(obj, business_types=kinds)}
+        problems += _collision_errors(change.catalog, after, lambda source: "api_name" if source.object == obj.api_name else None,
+                                      problems)
+        if problems:
+            raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=problems)
         business_types.write(change.conn, obj.api_name, kinds)
         return kinds
 
     # -- validation rules -------------------------------------------------------------------
+    @_administrators_only
     def create_validation_rule(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> ValidationRuleDef:
         """A CEL rule every write of the object's records (of one business type, if named) must pass."""
         data, errors = load(validation_rules.ValidationRuleSchema(), definition)
@@ -396,6 +427,7 @@ class MetadataService:
             change.log("create_validation_rule", object_api_name, rule.field, None, rule.as_dict())
             return rule
 
+    @_administrators_only
     def update_validation_rule(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> ValidationRuleDef:
         data, errors = load(validation_rules.ValidationRuleUpdateSchema(), changes)
         if errors:
@@ -408,6 +440,7 @@ class MetadataService:
             change.log("update_validation_rule", object_api_name, rule.field, current.as_dict(), rule.as_dict())
             return rule
 
+    @_administrators_only
     def delete_validation_rule(self, actor: Actor, object_api_name: str, api_name: str) -> None:
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
@@ -430,6 +463,7 @@ class MetadataService:
         validation_rules.write(change.conn, obj.api_name, rules)
 
     # -- layouts ----------------------------------------------------------------------------
+    @_administrators_only
     def create_layout(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> LayoutDef:
         """A form layout for the object (for one business type and/or role, or the default)."""
         data, errors = load(layouts.LayoutSchema(), definition)
@@ -445,6 +479,7 @@ class MetadataService:
             change.log("create_layout", object_api_name, None, None, layout.as_dict())
             return layout
 
+    @_administrators_only
     def update_layout(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> LayoutDef:
         data, errors = load(layouts.LayoutUpdateSchema(), changes)
         if errors:
@@ -457,6 +492,7 @@ class MetadataService:
             change.log("update_layout", object_api_name, None, current.as_dict(), layout.as_dict())
             return layout
 
+    @_administrators_only
     def delete_layout(self, actor: Actor, object_api_name: str, api_name: str) -> None:
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
@@ -486,8 +522,6 @@ class MetadataService:
     # -- the transaction --------------------------------------------------------------------
     @contextmanager
     def _change(self, actor: Actor) -> Iterator[MetaChange]:
-        if not actor.is_system and not getattr(actor.access, "administrator", False):
-            raise Forbidden("Only administrators change objects and fields.")
         conn = self.engine.connect().execution_options(**WRITE)
         sqlite = is_sqlite(conn)
         try:

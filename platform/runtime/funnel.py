@@ -21,8 +21,6 @@ from ..metadata.errors import FieldError, ValidationFailed
 from .aggregates import DATE_GRANULARITIES, NUMERIC_TYPES, TEMPORAL_TYPES
 
 HUNDRED = Decimal(100)
-STEP = 1000
-"""Stage codes in conversion counting: business type index × STEP + position on its path."""
 
 
 def funnel_request(obj: ObjectDef, amount_field: Any, date_field: Any, period: Any, by_owner: Any,
@@ -37,11 +35,11 @@ def funnel_request(obj: ObjectDef, amount_field: Any, date_field: Any, period: A
     elif amount_field in hidden:
         errors.append(FieldError("FORBIDDEN", "amount_field", f"you may not read '{obj.api_name}.{amount_field}'"))
     group_by: list[dict[str, Any]] = []
-    if period is not None:
-        date = obj.field(date_field) if isinstance(date_field, str) else None
-        if date is None or date.type not in TEMPORAL_TYPES:
-            errors.append(FieldError("INVALID_VALUE", "date_field", "name a date or datetime field of the object"))
-        elif period not in DATE_GRANULARITIES or period == "day":
+    date = obj.field(date_field) if isinstance(date_field, str) else None
+    if (period is not None or date_field is not None) and (date is None or date.type not in TEMPORAL_TYPES):
+        errors.append(FieldError("INVALID_VALUE", "date_field", "name a date or datetime field of the object"))
+    elif period is not None:
+        if period not in DATE_GRANULARITIES or period == "day":
             errors.append(FieldError("INVALID_VALUE", "period", "must be month, quarter or year"))
         else:
             group_by.append({"field": date_field, "granularity": period})
@@ -81,23 +79,24 @@ def conversions(conn: Connection, obj: ObjectDef, table: Table, where: ColumnEle
     """Per business type, each step of its path through open stages to won: of the visible records
     that reached a stage (entered it or a later one of the path), the share that reached the next."""
     history = store.stage_history
-    codes = {stage.api_name: kind_index * STEP + position
-             for kind_index, kind in enumerate(obj.business_types)
-             for position, stage in enumerate(s for s in kind.stages if s.category != "lost")}
-    if not codes:
+    kind_of = {stage.api_name: index for index, kind in enumerate(obj.business_types) for stage in kind.stages}
+    position_of = {stage.api_name: position for kind in obj.business_types
+                   for position, stage in enumerate(s for s in kind.stages if s.category != "lost")}
+    if not position_of:
         return []
-    furthest = (select(func.max(case(codes, value=history.c.stage)).label("code"))
+    kind = case(kind_of, value=history.c.stage)
+    furthest = (select(kind.label("kind"), func.max(case(position_of, value=history.c.stage)).label("position"))
                 .select_from(history.join(table, table.c.id == history.c.record_id))
-                .where(history.c.object_api_name == obj.api_name, where).group_by(history.c.record_id).subquery())
-    reached_exactly = dict(conn.execute(select(furthest.c.code, func.count()).where(furthest.c.code.is_not(None))
-                                        .group_by(furthest.c.code)).all())
+                .where(history.c.object_api_name == obj.api_name, where)
+                .group_by(history.c.record_id, kind).subquery())
+    counted = conn.execute(select(furthest.c.kind, furthest.c.position, func.count())
+                           .where(furthest.c.position.is_not(None)).group_by(furthest.c.kind, furthest.c.position)).all()
     steps = []
-    for kind_index, kind in enumerate(obj.business_types):
-        path = [s for s in kind.stages if s.category != "lost"]
-        reached = [sum(n for code, n in reached_exactly.items() if code // STEP == kind_index and code % STEP >= i)
-                   for i in range(len(path))]
+    for index, business_type in enumerate(obj.business_types):
+        path = [s for s in business_type.stages if s.category != "lost"]
+        reached = [sum(n for k, position, n in counted if k == index and position >= i) for i in range(len(path))]
         for i, (current, following) in enumerate(zip(path, path[1:])):
-            steps.append({"business_type": kind.api_name, "from_stage": current.api_name, "to_stage": following.api_name,
+            steps.append({"business_type": business_type.api_name, "from_stage": current.api_name, "to_stage": following.api_name,
                           "reached": reached[i], "converted": reached[i + 1],
                           "rate": None if not reached[i] else (Decimal(reached[i + 1]) / Decimal(reached[i])).quantize(Decimal("0.0001"))})
     return steps

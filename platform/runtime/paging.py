@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from jsonschema import Draft202012Validator
 from sqlalchemy import and_, case, false, null, or_
@@ -24,6 +24,8 @@ from ..metadata.fieldtypes.picklist import ordered_values
 class SortKey:
     field: FieldDef
     descending: bool
+    ranks: Mapping[str, int] | None = None
+    """The defined order of the values (picklists, stages); ``None``: the values' own order."""
 
     @property
     def column_name(self) -> str:
@@ -33,21 +35,25 @@ class SortKey:
         """What the order compares: the column, or for a picklist its value's place in the list
         (stages sort as defined, not alphabetically; values not in the list after them)."""
         column = table.c[self.column_name]
-        ranks = _picklist_ranks(self.field)
+        ranks = self.ranks
         if ranks is None:
             return column
         return case((column.is_(None), null()), *((column == name, rank) for name, rank in ranks.items()), else_=len(ranks))
 
     def comparable(self, value: Any) -> Any:
         """A cursor's value as :meth:`expression` compares it."""
-        ranks = _picklist_ranks(self.field)
+        ranks = self.ranks
         return value if ranks is None or value is None else ranks.get(value, len(ranks))
 
 
-def _picklist_ranks(field: FieldDef) -> dict[str, int] | None:
-    if field.type != "picklist":
-        return None
-    return {value["api_name"]: rank for rank, value in enumerate(ordered_values(field.options))}
+def defined_order(obj: ObjectDef, field: FieldDef) -> dict[str, int] | None:
+    """Where each value stands in its defined order: a picklist's values; the stages of an object
+    (by business type, then stage)."""
+    if field.type == "picklist":
+        return {value["api_name"]: rank for rank, value in enumerate(ordered_values(field.options))}
+    if field.api_name == "stage" and obj.has_stages:
+        return {stage.api_name: rank for rank, stage in enumerate(s for kind in obj.business_types for s in kind.stages)}
+    return None
 
 
 def parse_order(obj: ObjectDef, order_by: list[str] | None, hidden: frozenset[str] = frozenset()) -> list[SortKey]:
@@ -68,7 +74,7 @@ def parse_order(obj: ObjectDef, order_by: list[str] | None, hidden: frozenset[st
         elif not field.field_type.sortable:
             errors.append(FieldError("NOT_SORTABLE", f"order_by.{i}", f"a {field.type} field cannot be sorted on"))
         else:
-            keys.append(SortKey(field, item.startswith("-")))
+            keys.append(SortKey(field, item.startswith("-"), defined_order(obj, field)))
             if name == "id":
                 break
     if errors:

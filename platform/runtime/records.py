@@ -459,6 +459,8 @@ class RecordService:
                 table.c.id == self._id_or_missing(obj, record_id), self._scope(actor, obj, table, "read"))).first()
             if visible is None:
                 raise self._missing(obj, record_id)
+            if "stage" in self.policy.field_access(actor, obj).hidden:
+                raise Forbidden(f"You may not read the stage of {obj.label} records, nor its history.", field="stage")
             return stage_history(conn, obj, visible.id)
 
     # -- writing ----------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def rule_problems(catalog: Catalog, obj: ObjectDef, actor: Actor, record: dict[s
             continue
         try:
             holds = program.execute(context)
-        except (TypeError, ValueError, KeyError, RuntimeError) as error:
+        except Exception as error:  # any failure of the expression (no such overload, division by zero...)
             errors.append(FieldError("RULE_FAILED", rule.field, rule.message, {"rule": rule.api_name, "error": str(error).splitlines()[0]}))
             continue
         if holds is not True:
