@@ -1,5 +1,5 @@
-"""The metadata API: objects, fields and business types for administrators, in the same endpoint
-as the records.
+"""The metadata API: objects, fields, business types, validation rules and layouts for
+administrators, in the same endpoint as the records (and the layout a form of the caller uses).
 
 Written with graphene (the types are fixed); each mutation calls the metadata service, so every
 check, the transaction and the change log are the same as from the CLI. A change's new schema is
@@ -12,10 +12,23 @@ from typing import Any
 import graphene
 
 from ..metadata import graphql_names
-from ..metadata.definitions import BusinessTypeDef, FieldDef, ObjectDef, StageDef, thaw
-from ..metadata.errors import FieldError, InvalidDefinition, LowcodeError
+from ..metadata.definitions import (
+    BusinessTypeDef,
+    FieldDef,
+    LayoutDef,
+    ObjectDef,
+    StageDef,
+    thaw,
+)
+from ..metadata.errors import (
+    FieldError,
+    InvalidDefinition,
+    LowcodeError,
+    ValidationFailed,
+)
 from ..metadata.fieldtypes import registry
 from ..metadata.names import camel_case
+from ..runtime.access import FieldAccess
 from .scalars import JSON, DateTime, Decimal
 
 FieldTypeName = graphene.Enum("FieldTypeName", [(name.upper(), name) for name in registry.names()],
@@ -156,6 +169,74 @@ class BusinessTypeDefinition(graphene.ObjectType):
         return graphql_names.enum_value_name(kind.api_name)
 
 
+class ValidationRuleDefinition(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    expression = graphene.String(required=True, description="CEL over record, old (null on create), user and now; must be true.")
+    message = graphene.String(required=True, description="Reported when the expression is not true.")
+    field = graphene.String(description="The field (api name) the message is reported on.")
+    business_type = graphene.String(description="Only records of this business type (api name); null: every record.")
+    active = graphene.Boolean(required=True)
+
+
+class LayoutField(graphene.ObjectType):
+    field = graphene.String(required=True, description="The field's api name.")
+    graphql_name = graphene.String(required=True, description="The record field holding its value.")
+    label = graphene.String(required=True)
+    type = graphene.Field(FieldTypeName, required=True)
+    required = graphene.Boolean(required=True, description="Refused empty on create (and when the business type changes).")
+    read_only = graphene.Boolean(required=True)
+
+
+class LayoutSection(graphene.ObjectType):
+    label = graphene.String(required=True)
+    columns = graphene.Int(required=True)
+    fields = graphene.List(graphene.NonNull(LayoutField), required=True)
+
+
+class LayoutRelatedList(graphene.ObjectType):
+    object = graphene.String(required=True, description="The related object (api name).")
+    field = graphene.String(required=True, description="Its field pointing at this object.")
+    label = graphene.String(required=True)
+    columns = graphene.List(graphene.NonNull(graphene.String), required=True, description="Fields (api names) shown.")
+    graphql_name = graphene.String(description="The related list's connection in the record type, if it has one.")
+
+
+class Layout(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    business_type = graphene.String(description="For records of this business type (api name); null: any.")
+    role = graphene.String(description="For users with this role; null: any.")
+    sections = graphene.List(graphene.NonNull(LayoutSection), required=True)
+    related_lists = graphene.List(graphene.NonNull(LayoutRelatedList), required=True)
+
+
+def layout_view(catalog, obj: ObjectDef, layout: LayoutDef, access: FieldAccess | None = None) -> dict[str, Any]:
+    """A layout with what a client needs to render its form: each field's label, type and GraphQL name.
+    With the caller's ``access``, fields they may not read are left out and those they may not edit
+    are read-only."""
+    access = access or FieldAccess()
+
+    def item(entry):
+        field = obj.field(entry["field"])
+        read_only = bool(entry.get("read_only")) or entry["field"] in access.read_only
+        return {"field": entry["field"], "graphql_name": graphql_names.value_field(field) if field else camel_case(entry["field"]),
+                "label": field.label if field else entry["field"], "type": field.type if field else "text",
+                "required": bool(entry.get("required")), "read_only": read_only}
+
+    def related(entry):
+        child = catalog.objects.get(entry["object"])
+        link = child.field(entry["field"]) if child else None
+        return {"object": entry["object"], "field": entry["field"], "columns": list(entry.get("columns") or ()),
+                "label": entry.get("label") or (child.plural_label if child else entry["object"]),
+                "graphql_name": graphql_names.children_name(child, link) if link else None}
+
+    return {"api_name": layout.api_name, "label": layout.label, "business_type": layout.business_type, "role": layout.role,
+            "sections": [{"label": section["label"], "columns": section.get("columns", 2),
+                          "fields": [item(entry) for entry in section["fields"] if entry["field"] not in access.hidden]}
+                         for section in layout.sections],
+            "related_lists": [related(entry) for entry in layout.related_lists]}
+
+
 class ObjectDefinition(graphene.ObjectType):
     api_name = graphene.String(required=True)
     label = graphene.String(required=True)
@@ -167,10 +248,21 @@ class ObjectDefinition(graphene.ObjectType):
     graphql_type = graphene.String(required=True, description="The record type's name in this schema.")
     business_types = graphene.List(graphene.NonNull(BusinessTypeDefinition), required=True,
                                    description="Kinds of record with their own picklist values and stages, in order.")
+    validation_rules = graphene.List(graphene.NonNull(ValidationRuleDefinition), required=True,
+                                     description="Checks every write of the object's records must pass, in order.")
+    layouts = graphene.List(graphene.NonNull(Layout), required=True, description="Form layouts, by business type and role.")
 
     @staticmethod
     def resolve_business_types(obj: ObjectDef, _info):
         return list(obj.business_types)
+
+    @staticmethod
+    def resolve_validation_rules(obj: ObjectDef, _info):
+        return list(obj.validation_rules)
+
+    @staticmethod
+    def resolve_layouts(obj: ObjectDef, info):
+        return [layout_view(info.context.catalog, obj, layout) for layout in obj.layouts]
 
     @staticmethod
     def resolve_fields(obj: ObjectDef, _info, include_system=False):
@@ -262,6 +354,49 @@ BusinessTypeInput = type("BusinessTypeInput", (graphene.InputObjectType,), _busi
 BusinessTypeUpdateInput = type("BusinessTypeUpdateInput", (graphene.InputObjectType,), _business_type_settings(creating=False))
 
 
+def _rule_settings(creating: bool) -> dict:
+    """A validation rule as input: api name, expression and message to create one; any of them (but
+    the api name) to change one."""
+    name = {"api_name": graphene.String(required=True)} if creating else {}
+    return {**name, "expression": graphene.String(required=creating, description="CEL; must evaluate to true."),
+            "message": graphene.String(required=creating), "field": graphene.String(description="Report the message on this field."),
+            "business_type": graphene.String(description="Only records of this business type."), "active": graphene.Boolean()}
+
+
+ValidationRuleInput = type("ValidationRuleInput", (graphene.InputObjectType,), _rule_settings(creating=True))
+ValidationRuleUpdateInput = type("ValidationRuleUpdateInput", (graphene.InputObjectType,), _rule_settings(creating=False))
+
+
+class LayoutFieldInput(graphene.InputObjectType):
+    field = graphene.String(required=True)
+    required = graphene.Boolean()
+    read_only = graphene.Boolean()
+
+
+class LayoutSectionInput(graphene.InputObjectType):
+    label = graphene.String(required=True)
+    columns = graphene.Int(description="1 to 4; defaults to 2.")
+    fields = graphene.List(graphene.NonNull(LayoutFieldInput), required=True)
+
+
+class LayoutRelatedListInput(graphene.InputObjectType):
+    object = graphene.String(required=True)
+    field = graphene.String(required=True, description="The related object's field pointing at this object.")
+    label = graphene.String()
+    columns = graphene.List(graphene.NonNull(graphene.String))
+
+
+def _layout_settings(creating: bool) -> dict:
+    name = {"api_name": graphene.String(required=True)} if creating else {}
+    return {**name, "label": graphene.String(required=creating), "business_type": graphene.String(), "role": graphene.String(),
+            "sections": graphene.List(graphene.NonNull(LayoutSectionInput), required=creating),
+            "related_lists": graphene.List(graphene.NonNull(LayoutRelatedListInput))}
+
+
+LayoutInput = type("LayoutInput", (graphene.InputObjectType,), _layout_settings(creating=True))
+LayoutUpdateInput = type("LayoutUpdateInput", (graphene.InputObjectType,), _layout_settings(creating=False))
+
+
 def _plain(value: Any) -> Any:
     """Input containers and enum members as plain data."""
     if isinstance(value, dict):
@@ -301,6 +436,24 @@ class MetadataQuery(graphene.ObjectType):
     metadata_version = graphene.Int(required=True)
     metadata_changes = graphene.List(graphene.NonNull(MetadataChange), required=True,
                                      object=graphene.String(), limit=graphene.Int(default_value=50))
+
+    layout = graphene.Field(Layout, object=graphene.String(required=True), business_type=graphene.String(
+        description="The record's business type (api name); defaults to the object's default type."),
+        description="The layout your forms of this object use (for the business type and your roles); null: none.")
+
+    @staticmethod
+    def resolve_layout(_root, info, object, business_type=None):
+        context = info.context
+        obj = context.catalog.object(object)
+        if business_type is None and obj.default_business_type is not None:
+            business_type = obj.default_business_type.api_name
+        elif business_type is not None and obj.business_type(business_type) is None:
+            raise ValidationFailed.of([FieldError("UNKNOWN_BUSINESS_TYPE", "businessType",
+                                                  f"'{object}' has no business type '{business_type}'")])
+        roles = tuple(dict.fromkeys(m.role for m in getattr(context.actor.access, "memberships", ())))
+        layout = obj.layout_for(business_type, roles)
+        access = context.records.field_access(context.actor, obj.api_name)
+        return None if layout is None else layout_view(context.catalog, obj, layout, access)
 
     @staticmethod
     def resolve_objects(_root, info, include_system=True):
@@ -398,6 +551,25 @@ def _changing_business_type(call, data: dict[str, Any] | None = None):
         raise
 
 
+def _layout_definition(data: dict[str, Any]) -> dict[str, Any]:
+    """A LayoutInput as the metadata service's definition (options left out take their defaults)."""
+    definition = _plain(data)
+    for section in definition.get("sections") or ():
+        if section.get("columns") is None:
+            section.pop("columns", None)
+        section["fields"] = [{k: v for k, v in item.items() if v is not None} for item in section.get("fields") or ()]
+    for related in definition.get("related_lists") or ():
+        for key in ("label", "columns"):
+            if related.get(key) is None:
+                related.pop(key, None)
+    return definition
+
+
+def _changed_object(context, api_name: str) -> ObjectDef:
+    """The object as the request's Catalog has it (labels and types of a layout's fields)."""
+    return context.catalog.object(api_name)
+
+
 class MetadataMutation(graphene.ObjectType):
     create_object = graphene.Field(ObjectDefinition, required=True, input=ObjectInput(required=True))
     update_object = graphene.Field(ObjectDefinition, required=True, api_name=graphene.String(required=True),
@@ -416,6 +588,55 @@ class MetadataMutation(graphene.ObjectType):
                                           description="Stages given replace the list; stages records are in may not go.")
     delete_business_type = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True),
                                            description="Only a type no record has; the default goes last.")
+
+    create_validation_rule = graphene.Field(ValidationRuleDefinition, required=True, object=graphene.String(required=True),
+                                            input=ValidationRuleInput(required=True))
+    update_validation_rule = graphene.Field(ValidationRuleDefinition, required=True, object=graphene.String(required=True),
+                                            api_name=graphene.String(required=True), input=ValidationRuleUpdateInput(required=True))
+    delete_validation_rule = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True))
+    create_layout = graphene.Field(Layout, required=True, object=graphene.String(required=True), input=LayoutInput(required=True),
+                                   description="A form layout for a business type and/or role (neither: the default).")
+    update_layout = graphene.Field(Layout, required=True, object=graphene.String(required=True), api_name=graphene.String(required=True),
+                                   input=LayoutUpdateInput(required=True), description="Sections and related lists given replace the lists.")
+    delete_layout = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True))
+
+    @staticmethod
+    def resolve_create_validation_rule(_root, info, object, input):
+        context = info.context
+        data = _plain(input)
+        return _changing_business_type(lambda: context.metadata.create_validation_rule(context.actor, object, data), data)
+
+    @staticmethod
+    def resolve_update_validation_rule(_root, info, object, api_name, input):
+        context = info.context
+        data = _plain(input)
+        return _changing_business_type(lambda: context.metadata.update_validation_rule(context.actor, object, api_name, data), data)
+
+    @staticmethod
+    def resolve_delete_validation_rule(_root, info, object, api_name):
+        context = info.context
+        _changing_business_type(lambda: context.metadata.delete_validation_rule(context.actor, object, api_name))
+        return api_name
+
+    @staticmethod
+    def resolve_create_layout(_root, info, object, input):
+        context = info.context
+        data = _layout_definition(input)
+        layout = _changing_business_type(lambda: context.metadata.create_layout(context.actor, object, data), data)
+        return layout_view(context.catalog, _changed_object(context, object), layout)
+
+    @staticmethod
+    def resolve_update_layout(_root, info, object, api_name, input):
+        context = info.context
+        data = _layout_definition(input)
+        layout = _changing_business_type(lambda: context.metadata.update_layout(context.actor, object, api_name, data), data)
+        return layout_view(context.catalog, _changed_object(context, object), layout)
+
+    @staticmethod
+    def resolve_delete_layout(_root, info, object, api_name):
+        context = info.context
+        _changing_business_type(lambda: context.metadata.delete_layout(context.actor, object, api_name))
+        return api_name
 
     @staticmethod
     def resolve_create_object(_root, info, input):

@@ -34,7 +34,7 @@ from ..metadata import graphql_names as names
 from ..metadata.catalog import Catalog
 from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.fieldtypes.picklist import ordered_values
-from ..runtime.aggregates import MEASURABLE, TEMPORAL_TYPES, groupable
+from ..runtime.aggregates import MEASURABLE, NUMERIC_TYPES, TEMPORAL_TYPES, groupable
 from ..runtime.processes import stage_of
 from ..runtime.security.grants import MANAGED_FIELDS
 from .errors import unreadable
@@ -585,6 +585,105 @@ class RecordTypes:
                     resolve=r.due(obj), description=f"{obj.plural_label} in open stages with expected days, whose time in "
                                                     f"their stage has run out (or runs out within withinDays days).")
         self.read_roots.update(fields)
+        for obj in self.catalog.objects.values():
+            fields.update(self.funnel_fields(obj))
+        return fields
+
+    # -- funnels ---------------------------------------------------------------------------
+    def funnel_period_type(self) -> GraphQLEnumType:
+        return self._once("FunnelPeriod", lambda: GraphQLEnumType("FunnelPeriod", {
+            "MONTH": GraphQLEnumValue("month"), "QUARTER": GraphQLEnumValue("quarter"), "YEAR": GraphQLEnumValue("year")},
+            description="The periods a funnel is counted by (of its date field; the period's first day names it)."))
+
+    def stage_conversion_type(self) -> GraphQLObjectType:
+        def build():
+            return GraphQLObjectType("StageConversion", {
+                "businessType": GraphQLField(GraphQLNonNull(GraphQLString), resolve=read_value("business_type"),
+                                             description="As named in the object's business type enum."),
+                "fromStage": GraphQLField(GraphQLNonNull(GraphQLString), resolve=read_value("from_stage"),
+                                          description="As named in the object's stage enum."),
+                "toStage": GraphQLField(GraphQLNonNull(GraphQLString), resolve=read_value("to_stage")),
+                "reached": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=read_value("reached"),
+                                        description="Records that reached fromStage (or a later stage of the path)."),
+                "converted": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=read_value("converted"),
+                                          description="Of those, the records that reached toStage (or later)."),
+                "rate": GraphQLField(self.shared["Decimal"], resolve=read_value("rate"),
+                                     description="converted / reached, 4 decimal places; null when none reached fromStage."),
+            }, description="One step of a business type's path through its open stages to won.")
+
+        return self._once("StageConversion", build)
+
+    @staticmethod
+    def funnel_amount_fields(obj: ObjectDef) -> list[FieldDef]:
+        return [f for f in obj.fields_by_name.values() if f.type in NUMERIC_TYPES and not f.system]
+
+    @staticmethod
+    def funnel_date_fields(obj: ObjectDef) -> list[FieldDef]:
+        return [f for f in obj.fields_by_name.values() if f.type in TEMPORAL_TYPES and f.api_name != "deleted_at"]
+
+    def funnel_row_type(self, obj: ObjectDef) -> GraphQLObjectType:
+        name = names.type_name(obj, "FunnelRow")
+
+        def build():
+            processes = self.process_fields(obj)
+            kind = self.process_enum(obj, "business_type") if "business_type" in processes else GraphQLString
+            stage = self.process_enum(obj, "stage") if "stage" in processes else GraphQLString
+            user = self.catalog.objects.get("user")
+            fields = {
+                "period": GraphQLField(self.shared["Date"], resolve=read_value("period"),
+                                       description="The first day of the period (null without a period)."),
+                "businessType": GraphQLField(kind, resolve=read_value("business_type")),
+                "stage": GraphQLField(stage, resolve=read_value("stage")),
+                "probability": GraphQLField(GraphQLInt, resolve=read_value("probability")),
+                "category": GraphQLField(self.shared["StageCategory"], resolve=read_value("category")),
+                "ownerId": GraphQLField(GraphQLID, resolve=read_value("owner_id"), description="With byOwner only."),
+                "count": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=read_value("count")),
+                "amount": GraphQLField(self.shared["Decimal"], resolve=read_value("amount"), description="The sum, exact."),
+                "weightedAmount": GraphQLField(self.shared["Decimal"], resolve=read_value("weighted_amount"),
+                                               description="amount × probability / 100."),
+            }
+            if user is not None:
+                fields["owner"] = GraphQLField(self.record_type(user), resolve=_funnel_owner, description="With byOwner only.")
+            return GraphQLObjectType(name, fields, description=f"The {obj.plural_label} of one stage (period, owner).")
+
+        return self._once(name, build)
+
+    def funnel_fields(self, obj: ObjectDef) -> dict[str, GraphQLField]:
+        """``opportunityFunnel`` and ``opportunityStageConversions`` of an object with stages (the
+        funnel only with a numeric field to sum); left out while one of their names clashes."""
+        if not obj.has_stages:
+            return {}
+        r = self.resolvers
+        fields: dict[str, GraphQLField] = {}
+        scope = {"filter": GraphQLArgument(self.filter_type(obj)),
+                 "unit": GraphQLArgument(GraphQLID, description="Only records of this org unit and the units below it.")}
+        funnel = names.funnel_field(obj)
+        amounts = self.funnel_amount_fields(obj)
+        if amounts and ("query", funnel) not in self._clashing and not any(
+                ("type", t) in self._clashing for t in names.funnel_type_names(obj)):
+            amount_type = self._once(names.type_name(obj, "FunnelAmount"), lambda: GraphQLEnumType(
+                names.type_name(obj, "FunnelAmount"), {names.group_value(f): GraphQLEnumValue(f.api_name, description=f.label)
+                                                       for f in amounts}, description=f"The numeric fields of {obj.plural_label}."))
+            arguments = {"amountField": GraphQLArgument(GraphQLNonNull(amount_type), description="The field summed.")}
+            dates = self.funnel_date_fields(obj)
+            if dates:
+                date_type = self._once(names.type_name(obj, "FunnelDate"), lambda: GraphQLEnumType(
+                    names.type_name(obj, "FunnelDate"), {names.group_value(f): GraphQLEnumValue(f.api_name, description=f.label)
+                                                         for f in dates}, description=f"The date fields of {obj.plural_label}."))
+                arguments["dateField"] = GraphQLArgument(date_type, description="The date the periods are of (with period).")
+                arguments["period"] = GraphQLArgument(self.funnel_period_type())
+            arguments["byOwner"] = GraphQLArgument(GraphQLBoolean, default_value=False, description="A row per owner too.")
+            self.root_kinds[funnel] = ("funnel", obj)
+            fields[funnel] = GraphQLField(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(self.funnel_row_type(obj)))), {**arguments, **scope},
+                resolve=r.funnel(obj), description=f"Count, amount and weighted amount of your {obj.plural_label} per stage "
+                                                   f"(and period, owner), in stage order.")
+        conversions = names.conversions_field(obj)
+        if ("query", conversions) not in self._clashing:
+            self.root_kinds[conversions] = ("conversions", obj)
+            fields[conversions] = GraphQLField(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(self.stage_conversion_type()))), scope, resolve=r.conversions(obj),
+                description=f"How your {obj.plural_label} moved along each business type's stages (from the stage history).")
         return fields
 
     def mutation_fields(self) -> dict[str, GraphQLField]:
@@ -629,6 +728,11 @@ class RecordTypes:
                     "orgUnitId": GraphQLArgument(GraphQLID, description="Defaults to the new owner's unit."),
                 }, resolve=r.transfer(obj), description="Gives the record to another owner (and org unit); kept in its history.")
         return fields
+
+
+def _funnel_owner(row, info):
+    """The owner record of a funnel row, read by the funnel's resolver for every row at once."""
+    return row.get(RELATED + info.path.key)
 
 
 class Connection:

@@ -12,7 +12,7 @@ from graphql import GraphQLResolveInfo, get_named_type
 
 from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.errors import FieldError, Forbidden, LowcodeError, ValidationFailed
-from ..metadata.graphql_names import value_field
+from ..metadata.graphql_names import enum_value_name, value_field
 from ..runtime.reading import Branch, Selection
 from .errors import QueryRejected, unreadable
 from .inputs import filter_spec, in_graphql_names, record_values
@@ -126,6 +126,52 @@ class Resolvers:
                 raise _aggregate_paths(in_graphql_names(error, context.catalog, obj, filter_value=filter), obj, measures) from None
         return resolve
 
+    def funnel(self, obj: ObjectDef):
+        """The funnel rows (one record service call), then the owners asked for (one more)."""
+        def resolve(_root, info, amountField, dateField=None, period=None, byOwner=False, filter=None, unit=None):
+            context = info.context
+            try:
+                rows = context.records.funnel(
+                    context.actor, obj.api_name, amount_field=amountField, date_field=dateField, period=period,
+                    by_owner=bool(byOwner), filter=filter_spec(self.types, obj, filter), unit=unit)
+            except LowcodeError as error:
+                raise in_graphql_names(_argument_paths(error), context.catalog, obj, filter_value=filter) from None
+            self._funnel_owners(info, rows)
+            return rows
+        return resolve
+
+    def _funnel_owners(self, info: GraphQLResolveInfo, rows: list[dict[str, Any]]) -> None:
+        """Each row's owner record under ``@<response key>``, for every ``owner`` selection, read at once."""
+        context = info.context
+        user = context.catalog.objects.get("user")
+        row_type = get_named_type(info.return_type)
+        planner = self._planner(info)
+        for key, nodes in planner.sub_fields(row_type, info.field_nodes).items():
+            if nodes[0].name.value != "owner" or user is None:
+                continue
+            ids = list(dict.fromkeys(row["owner_id"] for row in rows if row.get("owner_id")))
+            found: dict[str, Any] = {}
+            if ids:
+                selection = self._guard(info, user, lambda: planner.record(
+                    user, get_named_type(row_type.fields["owner"].type), nodes, len(ids))[0])
+                records = self._guard(info, user, lambda: context.records.read_records(context.actor, "user", ids, selection))
+                found = dict(zip(ids, records))
+            for row in rows:
+                row[RELATED + key] = found.get(row.get("owner_id"))
+
+    def conversions(self, obj: ObjectDef):
+        """Stage to stage conversion rates; stages and types named as in their enums."""
+        def resolve(_root, info, filter=None, unit=None):
+            context = info.context
+            try:
+                steps = context.records.stage_conversions(context.actor, obj.api_name, filter=filter_spec(self.types, obj, filter),
+                                                          unit=unit)
+            except LowcodeError as error:
+                raise in_graphql_names(_argument_paths(error), context.catalog, obj, filter_value=filter) from None
+            return [{**step, "business_type": enum_value_name(step["business_type"]), "from_stage": enum_value_name(step["from_stage"]),
+                     "to_stage": enum_value_name(step["to_stage"])} for step in steps]
+        return resolve
+
     def _measures(self, info: GraphQLResolveInfo, obj: ObjectDef) -> list[tuple[str, str]]:
         planner = self._planner(info)
         group_type = get_named_type(info.return_type)
@@ -224,6 +270,19 @@ def _item_paths(error: LowcodeError) -> LowcodeError:
             path = f"items.{e.field}" if e.field else "items"
         fixed.append(FieldError(e.code, path, e.message, e.ctx))
     error.errors = fixed
+    return error
+
+
+FUNNEL_ARGUMENTS = {"amount_field": "amountField", "date_field": "dateField", "by_owner": "byOwner"}
+"""The record service's names of funnel arguments, by their GraphQL names."""
+
+
+def _argument_paths(error: LowcodeError) -> LowcodeError:
+    """Funnel errors on its arguments (``amount_field``) name the GraphQL argument (``amountField``)."""
+    error.errors = [FieldError(e.code, FUNNEL_ARGUMENTS[e.field], e.message, e.ctx) if e.field in FUNNEL_ARGUMENTS else e
+                    for e in error.errors]
+    if error.field in FUNNEL_ARGUMENTS:
+        error.field = FUNNEL_ARGUMENTS[error.field]
     return error
 
 

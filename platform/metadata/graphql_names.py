@@ -32,22 +32,27 @@ PLATFORM_TYPE_NAMES = frozenset("""
     ApiToken IssuedApiToken TokenKind RecordSharing RecordShare RecordTeamMember GranteeKind ShareAccess
     SecurityAuditEntry CreateOrgUnitInput CreateUserInput CreateRoleInput UpdateRoleInput
     BusinessTypeDefinition StageDefinition StageCategory PicklistSubset BusinessTypeInput BusinessTypeUpdateInput
-    StageInput PicklistSubsetInput StageHistoryEntry
+    StageInput PicklistSubsetInput StageHistoryEntry FunnelPeriod StageConversion
+    ValidationRuleDefinition ValidationRuleInput ValidationRuleUpdateInput
+    Layout LayoutSection LayoutField LayoutRelatedList LayoutInput LayoutUpdateInput LayoutSectionInput
+    LayoutFieldInput LayoutRelatedListInput
 """.split())
 """Names of the platform's own types, which no object may generate (the metadata API's, then the
 security admin API's, then those of business types and stages: ``StageHistoryEntry`` is in the
-schema only while some object has stages, the others always)."""
+schema only while some object has stages, the others always), then those of funnels and conversions
+(``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules and layouts."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
 
 PLATFORM_QUERY_FIELDS = frozenset({
     "objects", "object", "fieldTypes", "metadataChanges", "metadataVersion",
-    "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit",
+    "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit", "layout",
 })
 PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
     "createBusinessType", "updateBusinessType", "deleteBusinessType",
+    "createValidationRule", "updateValidationRule", "deleteValidationRule", "createLayout", "updateLayout", "deleteLayout",
     "createOrgUnit", "moveOrgUnit", "deleteOrgUnit", "createUser", "setPassword", "deleteUser",
     "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
     "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
@@ -103,6 +108,25 @@ def process_type_names(obj: ObjectDef) -> list[str]:
 def due_field(obj: ObjectDef) -> str:
     """The query of the records running out of time in their stage: ``opportunitiesDueInStage``."""
     return camel_case(obj.plural_api_name) + "DueInStage"
+
+
+def funnel_field(obj: ObjectDef) -> str:
+    """The funnel query of an object with stages: ``opportunityFunnel``."""
+    return camel_case(obj.api_name) + "Funnel"
+
+
+def conversions_field(obj: ObjectDef) -> str:
+    """The stage conversion query of an object with stages: ``opportunityStageConversions``."""
+    return camel_case(obj.api_name) + "StageConversions"
+
+
+FUNNEL_TYPE_SUFFIXES = ("FunnelRow", "FunnelAmount", "FunnelDate")
+"""The types of an object's funnel: its rows, the enums of its numeric and of its date fields."""
+
+
+def funnel_type_names(obj: ObjectDef) -> list[str]:
+    """``OpportunityFunnelRow``, ``OpportunityFunnelAmount``, ``OpportunityFunnelDate`` (objects with stages)."""
+    return [type_name(obj, suffix) for suffix in FUNNEL_TYPE_SUFFIXES] if obj.has_stages else []
 
 
 def stage_record_fields(obj: ObjectDef) -> tuple[str, ...]:
@@ -284,8 +308,13 @@ def find_collisions(objects: Mapping[str, ObjectDef]) -> list[Collision]:
             types[choice_filter_type_name(obj, field)].append(picklist)
         for name in process_type_names(obj):
             types[name].append(Source(obj.api_name, None, "api_name", f"the business types of object '{obj.api_name}'"))
+        for name in funnel_type_names(obj):
+            types[name].append(Source(obj.api_name, None, "api_name", f"the funnel of object '{obj.api_name}'"))
         if obj.has_stages:
             query[due_field(obj)].append(Source(obj.api_name, None, "plural_api_name", f"the stages of object '{obj.api_name}'"))
+            query[funnel_field(obj)].append(Source(obj.api_name, None, "api_name", f"the funnel of object '{obj.api_name}'"))
+            query[conversions_field(obj)].append(Source(obj.api_name, None, "api_name",
+                                                        f"the stage conversions of object '{obj.api_name}'"))
         query[get_field(obj)].append(_object_source(obj))
         query[list_field(obj)].append(_object_source(obj, "plural_api_name"))
         query[aggregate_field(obj)].append(_object_source(obj))

@@ -1,18 +1,19 @@
 """The names the metadata service reserves are exactly the names the fixed schema uses: the
 metadata and security admin APIs, whether built once (graphene) or with each schema (the admin
 fields returning the generated ``User`` and ``OrgUnit`` types), and the types of business types
-and stages (``StageHistoryEntry``, there while some object has stages)."""
+and stages (``StageHistoryEntry``, ``FunnelPeriod``, ``StageConversion``: there while some object has stages)."""
 from __future__ import annotations
 
 from lowcode.graphql.schema import build_schema, platform_schema
 from lowcode.metadata import graphql_names
 from lowcode.metadata.catalog import Catalog
-from lowcode.metadata.definitions import BusinessTypeDef, ObjectDef, StageDef
+from lowcode.metadata.definitions import BusinessTypeDef, FieldDef, ObjectDef, StageDef
 
 
 def _with_stages(catalog):
     """The catalog with one more object whose business types have stages."""
-    deal = ObjectDef("deal", "Deal", "deals", "Deals", business_types=(
+    fields = (FieldDef("amount", "Amount", "currency"), FieldDef("close_date", "Close date", "date"))
+    deal = ObjectDef("deal", "Deal", "deals", "Deals", fields=fields, business_types=(
         BusinessTypeDef("standard", "Standard", default=True, stages=(
             StageDef("open_deal", "Open", 10, expected_days=3), StageDef("closed_deal", "Closed", 100, "won", position=1))),
         BusinessTypeDef("other", "Other", position=1)))
@@ -29,9 +30,10 @@ def _platform_names(catalog):
         types.update(graphql_names.choice_filter_type_name(obj, f) for f in obj.fields if graphql_names.is_choice(f))
         types.update(graphql_names.enum_type_name(obj, f) for f in obj.fields if graphql_names.is_enum(f))
         types.update(graphql_names.process_type_names(obj))
+        types.update(graphql_names.funnel_type_names(obj))
         queries.update((graphql_names.get_field(obj), graphql_names.list_field(obj), graphql_names.aggregate_field(obj)))
         if obj.has_stages:
-            queries.add(graphql_names.due_field(obj))
+            queries.update((graphql_names.due_field(obj), graphql_names.funnel_field(obj), graphql_names.conversions_field(obj)))
         mutations.update(graphql_names.mutation_fields(obj).values())
     used = {name for name in schema.type_map if not name.startswith("__")} - types
     return used, set(schema.query_type.fields) - queries, set(schema.mutation_type.fields) - mutations
@@ -40,7 +42,7 @@ def _platform_names(catalog):
 def test_reserved_type_names_cover_every_platform_type(runtime):
     used, _, _ = _platform_names(runtime.catalog())
     assert used <= graphql_names.PLATFORM_TYPE_NAMES, used - graphql_names.PLATFORM_TYPE_NAMES
-    assert graphql_names.PLATFORM_TYPE_NAMES - used == {"StageHistoryEntry"}
+    assert graphql_names.PLATFORM_TYPE_NAMES - used == {"StageHistoryEntry", "FunnelPeriod", "StageConversion"}
     staged, _, _ = _platform_names(_with_stages(runtime.catalog()))
     assert staged == graphql_names.PLATFORM_TYPE_NAMES
     fixed = platform_schema()
@@ -67,5 +69,6 @@ def test_every_generated_type_is_named_by_graphql_names(runtime):
             expected.update(graphql_names.choice_filter_type_name(obj, f) for f in obj.fields if graphql_names.is_choice(f))
             expected.update(graphql_names.enum_type_name(obj, f) for f in obj.fields if graphql_names.is_enum(f))
             expected.update(graphql_names.process_type_names(obj))
+            expected.update(graphql_names.funnel_type_names(obj))
         actual = {name for name in generated.type_map if not name.startswith("__")}
         assert actual <= expected, actual - expected
