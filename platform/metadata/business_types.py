@@ -22,21 +22,15 @@ from .definitions import (
     thaw,
 )
 from .errors import FieldError
-from .names import name_problem
+from .schemas import setting_name
 
 MAX_STAGES = 50
 STAGE_FIELDS_NOT_REQUIRABLE = frozenset({"id", "version", "created_at", "created_by", "updated_at", "updated_by",
                                         "deleted_at", "stage", "stage_entered_at", "business_type"})
 
 
-def _api_name(value: str) -> None:
-    problem = name_problem(value, column=False)
-    if problem:
-        raise ValidationError(problem)
-
-
 class StageSchema(Schema):
-    api_name = fields.String(required=True, validate=_api_name)
+    api_name = fields.String(required=True, validate=setting_name)
     label = fields.String(required=True, validate=validate.Length(1, 255))
     probability = fields.Integer(required=True, strict=True, validate=validate.Range(0, 100, error="must be from 0 to 100"))
     category = fields.String(load_default="open", validate=validate.OneOf(STAGE_CATEGORIES, error="must be one of: {choices}"))
@@ -46,7 +40,7 @@ class StageSchema(Schema):
 
 
 class BusinessTypeSchema(Schema):
-    api_name = fields.String(required=True, validate=_api_name)
+    api_name = fields.String(required=True, validate=setting_name)
     label = fields.String(required=True, validate=validate.Length(1, 255))
     description = fields.String(load_default="", validate=validate.Length(0, 4000))
     active = fields.Boolean(load_default=True)

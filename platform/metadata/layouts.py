@@ -3,22 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 from sqlalchemy import Connection, delete, insert
 
 from . import store
 from .definitions import LayoutDef, ObjectDef, freeze, thaw
 from .errors import FieldError
-from .names import name_problem
+from .schemas import setting_name
 
 MAX_SECTIONS = 50
 MAX_ITEMS = 500
-
-
-def _api_name(value: str) -> None:
-    problem = name_problem(value, column=False)
-    if problem:
-        raise ValidationError(problem)
 
 
 class LayoutItemSchema(Schema):
@@ -41,10 +35,10 @@ class RelatedListSchema(Schema):
 
 
 class LayoutSchema(Schema):
-    api_name = fields.String(required=True, validate=_api_name)
+    api_name = fields.String(required=True, validate=setting_name)
     label = fields.String(required=True, validate=validate.Length(1, 255))
     business_type = fields.String(load_default=None, allow_none=True)
-    role = fields.String(load_default=None, allow_none=True, validate=_api_name)
+    role = fields.String(load_default=None, allow_none=True, validate=setting_name)
     sections = fields.List(fields.Nested(SectionSchema), required=True, validate=validate.Length(1, MAX_SECTIONS))
     related_lists = fields.List(fields.Nested(RelatedListSchema), load_default=list)
 
@@ -55,7 +49,7 @@ class LayoutUpdateSchema(LayoutSchema):
 
     label = fields.String(validate=validate.Length(1, 255))
     business_type = fields.String(allow_none=True)
-    role = fields.String(allow_none=True, validate=_api_name)
+    role = fields.String(allow_none=True, validate=setting_name)
     sections = fields.List(fields.Nested(SectionSchema), validate=validate.Length(1, MAX_SECTIONS))
     related_lists = fields.List(fields.Nested(RelatedListSchema))
 

@@ -21,7 +21,8 @@ def _api_name(value: str) -> None:
         raise ValidationError(problem)
 
 
-def _object_name(value: str) -> None:
+def setting_name(value: str) -> None:
+    """The rule for names that are not columns: objects, business types, stages, rules, layouts, roles."""
     problem = name_problem(value, column=False)
     if problem:
         raise ValidationError(problem)
@@ -76,9 +77,9 @@ class ObjectSchema(Schema):
     """An object's header; its fields load one by one with :class:`FieldSchema`, so a bad field
     never hides the problems of the others."""
 
-    api_name = fields.String(required=True, validate=_object_name)
+    api_name = fields.String(required=True, validate=setting_name)
     label = fields.String(required=True, validate=validate.Length(1, 255))
-    plural_api_name = fields.String(load_default=None, validate=_object_name)
+    plural_api_name = fields.String(load_default=None, validate=setting_name)
     plural_label = fields.String(load_default=None, validate=validate.Length(1, 255))
     description = fields.String(load_default="", validate=validate.Length(0, 4000))
 

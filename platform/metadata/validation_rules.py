@@ -3,24 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 from sqlalchemy import Connection, delete, insert
 
 from . import store
 from .definitions import ObjectDef, ValidationRuleDef
 from .errors import FieldError
 from .expressions import MAX_LENGTH, expression_problems
-from .names import name_problem
-
-
-def _api_name(value: str) -> None:
-    problem = name_problem(value, column=False)
-    if problem:
-        raise ValidationError(problem)
+from .schemas import setting_name
 
 
 class ValidationRuleSchema(Schema):
-    api_name = fields.String(required=True, validate=_api_name)
+    api_name = fields.String(required=True, validate=setting_name)
     expression = fields.String(required=True, validate=validate.Length(1, MAX_LENGTH))
     message = fields.String(required=True, validate=validate.Length(1, 1000))
     field = fields.String(load_default=None, allow_none=True)
