@@ -331,9 +331,7 @@ class MetadataService:
     def create_business_type(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> BusinessTypeDef:
         """A new business type of an object, with its picklist subsets and ordered stages. The
         first one is the default."""
-        data, errors = load(business_types.BusinessTypeSchema(), definition)
-        if errors:
-            raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=errors)
+        data = _loaded(business_types.BusinessTypeSchema(), definition, "business type")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
             if obj.business_type(data["api_name"]) is not None:
@@ -349,9 +347,7 @@ class MetadataService:
     def update_business_type(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> BusinessTypeDef:
         """Change a business type; ``stages`` replaces its ordered list (stages records are in may
         not go)."""
-        data, errors = load(business_types.BusinessTypeUpdateSchema(), changes)
-        if errors:
-            raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=errors)
+        data = _loaded(business_types.BusinessTypeUpdateSchema(), changes, "business type")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
             current = self._business_type(obj, api_name)
@@ -391,10 +387,7 @@ class MetadataService:
 
     @staticmethod
     def _business_type(obj: ObjectDef, api_name: str) -> BusinessTypeDef:
-        found = obj.business_type(api_name)
-        if found is None:
-            raise NotFound(f"'{obj.api_name}' has no business type '{api_name}'.", field="api_name")
-        return found
+        return _named(obj, obj.business_types, api_name, "business type")
 
     def _save_business_types(self, change: MetaChange, obj: ObjectDef, kind: BusinessTypeDef,
                              others: list[BusinessTypeDef]) -> tuple[BusinessTypeDef, ...]:
@@ -414,9 +407,7 @@ class MetadataService:
     @_administrators_only
     def create_validation_rule(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> ValidationRuleDef:
         """A CEL rule every write of the object's records (of one business type, if named) must pass."""
-        data, errors = load(validation_rules.ValidationRuleSchema(), definition)
-        if errors:
-            raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=errors)
+        data = _loaded(validation_rules.ValidationRuleSchema(), definition, "validation rule")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
             if any(r.api_name == data["api_name"] for r in obj.validation_rules):
@@ -429,9 +420,7 @@ class MetadataService:
 
     @_administrators_only
     def update_validation_rule(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> ValidationRuleDef:
-        data, errors = load(validation_rules.ValidationRuleUpdateSchema(), changes)
-        if errors:
-            raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=errors)
+        data = _loaded(validation_rules.ValidationRuleUpdateSchema(), changes, "validation rule")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
             current = self._rule(obj, api_name)
@@ -450,10 +439,7 @@ class MetadataService:
 
     @staticmethod
     def _rule(obj: ObjectDef, api_name: str) -> ValidationRuleDef:
-        found = next((r for r in obj.validation_rules if r.api_name == api_name), None)
-        if found is None:
-            raise NotFound(f"'{obj.api_name}' has no validation rule '{api_name}'.", field="api_name")
-        return found
+        return _named(obj, obj.validation_rules, api_name, "validation rule")
 
     @staticmethod
     def _save_rules(change: MetaChange, obj: ObjectDef, rule: ValidationRuleDef, rules: tuple[ValidationRuleDef, ...]) -> None:
@@ -466,9 +452,7 @@ class MetadataService:
     @_administrators_only
     def create_layout(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> LayoutDef:
         """A form layout for the object (for one business type and/or role, or the default)."""
-        data, errors = load(layouts.LayoutSchema(), definition)
-        if errors:
-            raise InvalidDefinition("The layout has problems; fix the listed fields.", errors=errors)
+        data = _loaded(layouts.LayoutSchema(), definition, "layout")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
             if any(existing.api_name == data["api_name"] for existing in obj.layouts):
@@ -481,9 +465,7 @@ class MetadataService:
 
     @_administrators_only
     def update_layout(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> LayoutDef:
-        data, errors = load(layouts.LayoutUpdateSchema(), changes)
-        if errors:
-            raise InvalidDefinition("The layout has problems; fix the listed fields.", errors=errors)
+        data = _loaded(layouts.LayoutUpdateSchema(), changes, "layout")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
             current = self._layout(obj, api_name)
@@ -502,10 +484,7 @@ class MetadataService:
 
     @staticmethod
     def _layout(obj: ObjectDef, api_name: str) -> LayoutDef:
-        found = next((existing for existing in obj.layouts if existing.api_name == api_name), None)
-        if found is None:
-            raise NotFound(f"'{obj.api_name}' has no layout '{api_name}'.", field="api_name")
-        return found
+        return _named(obj, obj.layouts, api_name, "layout")
 
     @staticmethod
     def _save_layouts(change: MetaChange, obj: ObjectDef, layout: LayoutDef, all_layouts: tuple[LayoutDef, ...]) -> None:
@@ -631,6 +610,22 @@ def _custom_field(obj: ObjectDef, api_name: str) -> FieldDef:
 
 def _object_header(obj: ObjectDef) -> dict[str, Any]:
     return {k: v for k, v in obj.as_dict().items() if k != "fields"}
+
+
+def _loaded(schema, data: Any, what: str) -> dict[str, Any]:
+    """``data`` loaded by ``schema``, or every problem with it as INVALID_DEFINITION."""
+    loaded, errors = load(schema, data)
+    if errors:
+        raise InvalidDefinition(f"The {what} has problems; fix the listed fields.", errors=errors)
+    return loaded
+
+
+def _named(obj: ObjectDef, settings, api_name: str, what: str):
+    """The setting of ``obj`` (a business type, rule, layout) with this api name, or NOT_FOUND."""
+    found = next((setting for setting in settings if setting.api_name == api_name), None)
+    if found is None:
+        raise NotFound(f"'{obj.api_name}' has no {what} '{api_name}'.", field="api_name")
+    return found
 
 
 def _configuration_using(obj: ObjectDef, field_api_name: str) -> list[str]:
