@@ -4,13 +4,14 @@
     python3 benchmarks/run.py [--postgres URL] [--only NAME[,NAME]] [--rows N] [--json PATH] [--profile]
 
 The GraphQL benchmarks (graphql_list, graphql_get, schema_build) live in graphql_bench.py, the
-permission benchmark (scoped_list, PostgreSQL only) in permissions_bench.py.
+permission benchmark (scoped_list, PostgreSQL only) in permissions_bench.py, the funnel benchmark
+(funnel, PostgreSQL only) in funnel_bench.py.
 
 SQLite (a temporary file) always; PostgreSQL too with --postgres URL or LOWCODE_BENCH_POSTGRES_URL
 (its public schema is DROPPED and recreated before every benchmark, except between graphql_list and
-graphql_get, which share their data, and for scoped_list, which keeps its data for re-runs). No speed
-is asserted: the results are printed as a table, and written as JSON with --json. See
-benchmarks/README.md.
+graphql_get, which share their data, and for scoped_list and funnel, which keep their data for
+re-runs). No speed is asserted: the results are printed as a table, and written as JSON with --json.
+See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from time import perf_counter
 
+import funnel_bench
 import graphql_bench
 import permissions_bench
 from jsonschema import Draft202012Validator
@@ -330,9 +332,10 @@ def percentile(samples, pct):
 
 
 BENCHMARKS = {"bulk_insert": bench_bulk_insert, "catalog_build": bench_catalog_build, "add_field_1m": bench_add_field,
-              **graphql_bench.BENCHMARKS, "scoped_list": permissions_bench.bench_scoped_list}
-POSTGRES_ONLY = {"add_field_1m", "scoped_list"}
-KEEPS_DATA = {"scoped_list": permissions_bench.open_runtime}
+              **graphql_bench.BENCHMARKS, "scoped_list": permissions_bench.bench_scoped_list,
+              "funnel": funnel_bench.bench_funnel}
+POSTGRES_ONLY = {"add_field_1m", "scoped_list", "funnel"}
+KEEPS_DATA = {"scoped_list": permissions_bench.open_runtime, "funnel": funnel_bench.open_runtime}
 """Benchmarks that reuse their PostgreSQL data from an earlier run (they check a marker themselves)."""
 SHARED_DATA = graphql_bench.SHARED_DATA
 """Benchmarks of one group run on the same database when they follow each other (no reset between)."""
@@ -387,6 +390,11 @@ def parse_args(argv=None):
     parser.add_argument("--sec-warmup", type=int, default=3, help="scoped_list: untimed runs first (default 3)")
     parser.add_argument("--sec-rebuild", action="store_true",
                         help="scoped_list: load the data again even when the database holds it already")
+    parser.add_argument("--funnel-rows", type=int, default=1_000_000, help="funnel: opportunities (default 1000000)")
+    parser.add_argument("--funnel-runs", type=int, default=15, help="funnel: timed runs (default 15)")
+    parser.add_argument("--funnel-warmup", type=int, default=2, help="funnel: untimed runs first (default 2)")
+    parser.add_argument("--funnel-rebuild", action="store_true",
+                        help="funnel: load the data again even when the database holds it already")
     parser.add_argument("--profile", action="store_true",
                         help="bulk_insert: also print a cProfile of bulk_create; graphql_list: of the request path")
     parser.add_argument("--gql-profile-runs", type=int, default=50, help="graphql_list --profile: requests profiled (default 50)")
