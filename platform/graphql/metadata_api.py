@@ -72,10 +72,21 @@ def _option_fields(values_type) -> dict:
         "min": Decimal(), "max": Decimal(), "values": graphene.List(graphene.NonNull(values_type)),
         "restricted": graphene.Boolean(), "target": graphene.String(), "on_delete": OnDelete(),
         "relationship_name": graphene.String(), "format": graphene.String(), "start": graphene.Int(),
+        "expression": graphene.String(description="Formula: a CEL expression over `record` (and `now`)."),
+        "result_type": graphene.String(description="Formula: text, integer, decimal, currency, percent, boolean, date or datetime."),
+        "child_object": graphene.String(description="Roll-up: the detail object summarized."),
+        "relationship_field": graphene.String(description="Roll-up: the detail's master-detail field pointing here (when it has several)."),
+        "function": graphene.String(description="Roll-up: count, sum, min or max."),
+        "aggregate_field": graphene.String(description="Roll-up: the detail field summed, or whose least or greatest value is kept."),
+        "filter": graphene.String(description="Roll-up: a CEL condition over the detail `record`; only details meeting it count."),
     }
 
 
-FieldOptions = type("FieldOptions", (graphene.ObjectType,), _option_fields(PicklistValue))
+FieldOptions = type("FieldOptions", (graphene.ObjectType,), {
+    **_option_fields(PicklistValue),
+    "in_sql": graphene.Boolean(description="Formula: computed by the database, so it can be filtered, sorted and grouped on."),
+    "not_in_sql_because": graphene.String(description="Formula: why it is computed after reading instead."),
+})
 FieldOptionsInput = type("FieldOptionsInput", (graphene.InputObjectType,), _option_fields(PicklistValueInput))
 
 

@@ -337,7 +337,7 @@ class RecordTypes:
         def build():
             values = {}
             for field in obj.fields_by_name.values():
-                if field.field_type.sortable:
+                if field.value.field_type.sortable and field.field_type.in_sql(field):
                     values[names.order_value(field, False)] = GraphQLEnumValue(field.api_name)
                     values[names.order_value(field, True)] = GraphQLEnumValue("-" + field.api_name)
             return GraphQLEnumType(name, values)
@@ -365,7 +365,7 @@ class RecordTypes:
     def value_type(self, obj: ObjectDef, field: FieldDef, *, as_input: bool = False):
         if field.system and field.api_name in self.process_fields(obj):
             return self.process_enum(obj, field.api_name)
-        scalar = field.field_type.graphql_scalar
+        scalar = field.field_type.scalar_for(field)
         if scalar == "Enum":
             item = self.enum_type(obj, field) if names.is_enum(field) else GraphQLString
             return GraphQLList(GraphQLNonNull(item)) if field.type == "multi_picklist" else item
@@ -452,7 +452,7 @@ class RecordTypes:
             return self.process_filter(obj, field.api_name)
         if field.type in ("picklist", "multi_picklist"):
             return self._choice_filter(obj, field)
-        name = FILTER_BY_TYPE.get(field.type)
+        name = FILTER_BY_TYPE.get(field.value_type) if field.field_type.in_sql(field) else None
         return self.shared[name] if name else None
 
     def _choice_filter(self, obj: ObjectDef, field: FieldDef) -> GraphQLInputObjectType:
@@ -511,7 +511,7 @@ class RecordTypes:
         def build():
             values = {}
             for field in self.groupable_fields(obj):
-                if field.type in TEMPORAL_TYPES:
+                if field.value_type in TEMPORAL_TYPES:
                     for granularity in names.DATE_GRANULARITIES:
                         values[names.group_value(field, granularity)] = GraphQLEnumValue((field.api_name, granularity))
                 else:
@@ -530,11 +530,12 @@ class RecordTypes:
         def build():
             key_fields = {}
             for field in self.groupable_fields(obj):
-                output = self.shared["Date"] if field.type in TEMPORAL_TYPES else self.value_type(obj, field)
+                output = self.shared["Date"] if field.value_type in TEMPORAL_TYPES else self.value_type(obj, field)
                 key_fields[names.value_field(field)] = GraphQLField(output, resolve=read_value(field.api_name),
                                                                     description="Dates and instants: the first day of the period.")
-            numeric = [f for f in obj.fields_by_name.values() if f.type in MEASURABLE["sum"]]
-            ranged = [f for f in obj.fields_by_name.values() if f.type in MEASURABLE["max"]]
+            measurable = [f for f in obj.fields_by_name.values() if f.field_type.in_sql(f)]
+            numeric = [f for f in measurable if f.value_type in MEASURABLE["sum"]]
+            ranged = [f for f in measurable if f.value_type in MEASURABLE["max"]]
             fields = {
                 "key": GraphQLField(GraphQLNonNull(GraphQLObjectType(names.type_name(obj, "GroupKey"), key_fields)), resolve=read_value("key")),
                 "count": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=read_value("count")),
@@ -615,11 +616,12 @@ class RecordTypes:
 
     @staticmethod
     def funnel_amount_fields(obj: ObjectDef) -> list[FieldDef]:
-        return [f for f in obj.fields_by_name.values() if f.type in NUMERIC_TYPES and not f.system]
+        return [f for f in obj.fields_by_name.values() if f.value_type in NUMERIC_TYPES and not f.system and f.field_type.in_sql(f)]
 
     @staticmethod
     def funnel_date_fields(obj: ObjectDef) -> list[FieldDef]:
-        return [f for f in obj.fields_by_name.values() if f.type in TEMPORAL_TYPES and f.api_name != "deleted_at"]
+        return [f for f in obj.fields_by_name.values()
+                if f.value_type in TEMPORAL_TYPES and f.api_name != "deleted_at" and f.field_type.in_sql(f)]
 
     def funnel_row_type(self, obj: ObjectDef) -> GraphQLObjectType:
         name = names.type_name(obj, "FunnelRow")

@@ -76,6 +76,8 @@ class ObjectPermission(graphene.ObjectType):
     actions = graphene.List(graphene.NonNull(RecordAction), required=True)
     read_scope = graphene.Field(DataScope, required=True, description="The records READ and EXPORT reach.")
     write_scope = graphene.Field(DataScope, required=True, description="The records the other actions reach.")
+    business_types = graphene.List(graphene.NonNull(graphene.String), required=True, description=(
+        "The api names of the object's business types the permission is limited to; empty: records of every type."))
 
 
 class FieldPermission(graphene.ObjectType):
@@ -348,7 +350,10 @@ class SecurityMutation(graphene.ObjectType):
         Role, required=True, role=graphene.String(required=True),
         object=graphene.String(required=True, description="An object's api name, or `*` for every object without its own."),
         actions=graphene.List(graphene.NonNull(RecordAction), required=True, description="Empty: remove the permission."),
-        read_scope=DataScope(required=True), write_scope=DataScope(required=True))
+        read_scope=DataScope(required=True), write_scope=DataScope(required=True),
+        business_types=graphene.List(graphene.NonNull(graphene.String), description=(
+            "Only the records of these business types of the object (api names); omitted, null or empty: of every type. "
+            "A permission on `*` cannot be limited.")))
     set_field_permission = graphene.Field(
         Role, required=True, role=graphene.String(required=True), object=graphene.String(required=True),
         field=graphene.String(required=True, description="The field's api name."), access=FieldAccessLevel(required=True))
@@ -407,10 +412,10 @@ class SecurityMutation(graphene.ObjectType):
         return name
 
     @staticmethod
-    def resolve_set_object_permission(_root, info, role, object, actions, read_scope, write_scope):
+    def resolve_set_object_permission(_root, info, role, object, actions, read_scope, write_scope, business_types=None):
         context = info.context
         return _guard(info, lambda: context.security.set_object_grant(
-            context.actor, role, object, _plain(actions), _plain(read_scope), _plain(write_scope)))
+            context.actor, role, object, _plain(actions), _plain(read_scope), _plain(write_scope), business_types))
 
     @staticmethod
     def resolve_set_field_permission(_root, info, role, object, field, access):

@@ -77,8 +77,8 @@ class SchemaEditor:
         with self.ops.batch_alter_table(table) as batch:
             if (foreign_key := foreign_key_for(table, field)) is not None and self.dialect != "sqlite":
                 batch.drop_constraint(foreign_key.name, type_="foreignkey")
-            for name in field.field_type.column_names(field):
-                batch.drop_column(name)
+            for column in field_columns(field):
+                batch.drop_column(column.name)
 
     def alter_field(self, obj: ObjectDef, old: FieldDef, new: FieldDef) -> None:
         """Change a column's type (only conversions the field types call safe reach here) and indexes."""

@@ -51,6 +51,15 @@ class FieldDef:
     def field_type(self) -> FieldType:
         return registry.get(self.type)
 
+    @cached_property
+    def value(self) -> "FieldDef":
+        """This field as its values are typed: itself, or a formula's or roll-up's result."""
+        return self.field_type.value_field(self)
+
+    @property
+    def value_type(self) -> str:
+        return self.value.type
+
     @property
     def writable(self) -> bool:
         return not self.system and self.field_type.writable

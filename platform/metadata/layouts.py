@@ -1,10 +1,16 @@
-"""Layouts: how they are checked and stored. The record service enforces their required fields."""
+"""Layouts: how they are checked and stored. The record service enforces their required fields.
+
+A layout serves a business type and/or a role (an existing one; a role named by layouts cannot be
+deleted). The one applying to a user (``ObjectDef.layout_for``) is the most specific: type and role,
+type, role, the default. Between layouts as specific for several roles of the user, the role that
+comes first wins: roles are given in the order of the user's memberships, the oldest first.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, column, delete, insert, inspect, select, table
 
 from . import store
 from .definitions import LayoutDef, ObjectDef, freeze, thaw
@@ -13,6 +19,10 @@ from .schemas import setting_name
 
 MAX_SECTIONS = 50
 MAX_ITEMS = 500
+
+ROLES = table("lc_role", column("name"))
+"""The roles of the security layer, which owns and writes the table; read here only to check the
+role a layout names (this layer imports nothing from the runtime)."""
 
 
 class LayoutItemSchema(Schema):
@@ -92,6 +102,17 @@ def problems(objects: dict[str, ObjectDef], obj: ObjectDef, layout: LayoutDef) -
             errors.extend(FieldError("UNKNOWN_FIELD", f"related_lists.{r}.columns.{c}", f"'{child.api_name}' has no field named '{name}'")
                           for c, name in enumerate(related.get("columns") or ()) if child.field(name) is None)
     return errors
+
+
+def role_problems(conn: Connection, layout: LayoutDef) -> list[FieldError]:
+    """The role the layout names must exist. Its row stays share-locked until the change commits,
+    so that deleting the role (which refuses while layouts name it) waits and then sees the layout."""
+    if layout.role is None:
+        return []
+    query = select(ROLES.c.name).where(ROLES.c.name == layout.role).with_for_update(key_share=True)
+    if inspect(conn).has_table(ROLES.name) and conn.execute(query).first() is not None:
+        return []
+    return [FieldError("UNKNOWN_ROLE", "role", f"there is no role named '{layout.role}'")]
 
 
 def write(conn: Connection, object_api_name: str, layouts: tuple[LayoutDef, ...]) -> None:

@@ -42,6 +42,7 @@ from .definitions import (
     freeze,
     thaw,
 )
+from .derived_fields import fields_reading, rollups_over, settle_derived, summary_update
 from .errors import (
     FieldError,
     Forbidden,
@@ -56,6 +57,7 @@ from .fieldtypes.auto_number import render
 from .graphql_names import Collision, Source, find_collisions
 from .names import SYSTEM_FIELD_NAMES, plural
 from .schemas import FieldSchema, ObjectSchema, ObjectUpdateSchema, load
+from .tables import new_metadata, query_table
 from .upgrades import upgrade
 from .versions import VersionSource, lock_and_bump
 
@@ -177,6 +179,9 @@ class MetadataService:
         several = len(definitions) > 1
         drafts = [_draft_object(definition, system) for definition in definitions]
         with self._change(actor) as change:
+            names = {**change.catalog.objects, **{o.api_name: o for o, _, header_ok in drafts if header_ok}}
+            drafts = [(settled, problems + more, header_ok) for (obj, problems, header_ok) in drafts
+                      for settled, more in [_settled_fields(names, obj)]]
             valid = [obj for obj, _, header_ok in drafts if header_ok]
             names = {**change.catalog.objects, **{o.api_name: o for o in valid}}
             errors: list[FieldError] = []
@@ -226,6 +231,7 @@ class MetadataService:
             if obj.system:
                 raise InUse(f"'{api_name}' is a system object and cannot be deleted.", field="object")
             referrers = [f"{o.api_name}.{f.api_name}" for o, f in change.catalog.referrers(api_name) if o.api_name != api_name]
+            referrers += [f"{o.api_name}.{f.api_name}" for o, f in rollups_over(change.catalog.objects, api_name) if o.api_name != api_name]
             if referrers:
                 raise InUse(
                     f"'{api_name}' is referenced by {', '.join(referrers)}; delete or change those fields first.",
@@ -253,7 +259,9 @@ class MetadataService:
             obj = change.catalog.object(object_api_name)
             field = _field_def(data, max((f.position for f in obj.fields), default=-1) + 1)
             grown = replace(obj, fields=(*obj.fields, field))
-            problems = _object_problems(change.catalog, grown, change.catalog.objects, [grown], only=field)
+            field, problems = settle_derived({**change.catalog.objects, obj.api_name: grown}, grown, field)
+            grown = replace(obj, fields=(*obj.fields, field))
+            problems += _object_problems(change.catalog, grown, change.catalog.objects, [grown], only=field)
             problems += _collision_errors(change.catalog, {**change.catalog.objects, obj.api_name: grown},
                                           _path_in_field(obj, field), problems)
             if problems:
@@ -267,6 +275,8 @@ class MetadataService:
             self._ddl(change, lambda: change.schema.add_field(obj, field))
             if field.type == "auto_number":
                 _number_existing_records(change.conn, obj, field)
+            if field.type == "rollup":
+                _summarize(change.conn, {**change.catalog.objects, obj.api_name: grown}, grown, field)
             change.log("create_field", object_api_name, field.api_name, None, field.as_dict())
         return field
 
@@ -291,7 +301,16 @@ class MetadataService:
             if problem:
                 raise UnsafeChange(problem, field="type" if old.type != new.type else "options", old_type=old.type, new_type=new.type)
             changed = replace(obj, fields=tuple(new if f.api_name == field_api_name else f for f in obj.fields))
-            problems = _object_problems(change.catalog, changed, change.catalog.objects, [changed], only=new)
+            new, problems = settle_derived({**change.catalog.objects, obj.api_name: changed}, changed, new)
+            changed = replace(obj, fields=tuple(new if f.api_name == field_api_name else f for f in obj.fields))
+            problem = new.field_type.change_problem(old, new)
+            if problem:
+                raise UnsafeChange(problem, field="options", old_type=old.type, new_type=new.type)
+            readers = fields_reading(change.catalog.objects, obj, field_api_name)
+            if readers and (old.type, old.options.get("scale")) != (new.type, new.options.get("scale")):
+                raise InUse(f"'{object_api_name}.{field_api_name}' is read by {', '.join(readers)}; its type cannot change while they do.",
+                            field="type", used_by=readers)
+            problems += _object_problems(change.catalog, changed, change.catalog.objects, [changed], only=new)
             problems += _collision_errors(change.catalog, {**change.catalog.objects, obj.api_name: changed},
                                           _path_in_field(obj, new), problems)
             if problems:
@@ -302,6 +321,8 @@ class MetadataService:
                 store.fields.c.object_api_name == object_api_name, store.fields.c.api_name == field_api_name,
             ).values(**_field_row(new)))
             self._ddl(change, lambda: change.schema.alter_field(obj, old, new))
+            if new.type == "rollup" and new.options != old.options:
+                _summarize(change.conn, {**change.catalog.objects, obj.api_name: changed}, changed, new)
             change.log("update_field", object_api_name, field_api_name, old.as_dict(), new.as_dict())
         return new
 
@@ -313,7 +334,7 @@ class MetadataService:
             field = _custom_field(obj, field_api_name)
             if obj.system and any(field_api_name == f["api_name"] for o in SYSTEM_OBJECTS if o["api_name"] == obj.api_name for f in o["fields"]):
                 raise InUse(f"'{object_api_name}.{field_api_name}' is a system field and cannot be deleted.", field="field")
-            users = _configuration_using(obj, field_api_name)
+            users = _configuration_using(obj, field_api_name) + fields_reading(change.catalog.objects, obj, field_api_name)
             if users:
                 raise InUse(f"'{object_api_name}.{field_api_name}' is used by {', '.join(users)}; change those first.",
                             field="field", used_by=users)
@@ -488,7 +509,7 @@ class MetadataService:
 
     @staticmethod
     def _save_layouts(change: MetaChange, obj: ObjectDef, layout: LayoutDef, all_layouts: tuple[LayoutDef, ...]) -> None:
-        problems = layouts.problems(dict(change.catalog.objects), obj, layout)
+        problems = layouts.problems(dict(change.catalog.objects), obj, layout) + layouts.role_problems(change.conn, layout)
         clash = next((other for other in all_layouts if other.api_name != layout.api_name
                       and (other.business_type, other.role) == (layout.business_type, layout.role)), None)
         if clash is not None:
@@ -639,6 +660,23 @@ def _configuration_using(obj: ObjectDef, field_api_name: str) -> list[str]:
     users.extend(f"layout '{layout.api_name}'" for layout in obj.layouts
                  if any(item["field"] == field_api_name for section in layout.sections for item in section["fields"]))
     return users
+
+
+def _settled_fields(objects: Mapping[str, ObjectDef], obj: ObjectDef) -> tuple[ObjectDef, list[FieldError]]:
+    """``obj`` with its formulas and roll-ups settled, and their problems (at ``fields.N``)."""
+    fields, problems = [], []
+    for field in obj.fields:
+        settled, found = settle_derived(objects, obj, field)
+        fields.append(settled)
+        problems.extend(e.at(f"fields.{field.position}") for e in found)
+    return replace(obj, fields=tuple(fields)), problems
+
+
+def _summarize(conn: Connection, objects: Mapping[str, ObjectDef], parent: ObjectDef, rollup: FieldDef) -> None:
+    """Fill a new or changed roll-up on every record of ``parent``."""
+    metadata = new_metadata()
+    child = objects[rollup.options["child_object"]]
+    conn.execute(summary_update(query_table(parent, metadata), query_table(child, metadata), [rollup], None))
 
 
 def _has_rows(conn: Connection, obj: ObjectDef) -> bool:

@@ -32,16 +32,22 @@ def _stage_columns(conn: Connection) -> None:
 
 
 UPGRADES: tuple[Callable[[Connection], None], ...] = (_stage_columns,)
-LATEST = len(UPGRADES)
 
 
 def upgrade(conn: Connection, existed: bool) -> None:
     """Bring a database to the latest layout; ``existed``: its platform tables predate this install."""
-    found = conn.execute(select(store.platform_revision.c.revision)).scalar()
+    apply_upgrades(conn, store.platform_revision, UPGRADES, existed)
+
+
+def apply_upgrades(conn: Connection, revisions, upgrades, existed: bool) -> None:
+    """Run the ``upgrades`` a database has not had yet, counted in the one-row table ``revisions``;
+    tables created by this version (``existed`` false) start at the latest."""
+    latest = len(upgrades)
+    found = conn.execute(select(revisions.c.revision)).scalar()
     if found is None:
-        conn.execute(insert(store.platform_revision).values(id=1, revision=0 if existed else LATEST))
-        found = 0 if existed else LATEST
-    for revision in range(found, LATEST):
-        UPGRADES[revision](conn)
-    if found < LATEST:
-        conn.execute(update(store.platform_revision).values(revision=LATEST))
+        found = 0 if existed else latest
+        conn.execute(insert(revisions).values(id=1, revision=found))
+    for revision in range(found, latest):
+        upgrades[revision](conn)
+    if found < latest:
+        conn.execute(update(revisions).values(revision=latest))

@@ -33,6 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.errors import FieldError, ValidationFailed
 from ..metadata.graphql_names import DATE_GRANULARITIES
+from .computed import not_in_sql
 
 MAX_GROUPS = 1000
 MEASURE_FUNCTIONS = ("sum", "avg", "min", "max")
@@ -49,7 +50,7 @@ _WIDE = Context(prec=100, rounding=ROUND_HALF_UP)
 
 def groupable(field: FieldDef) -> bool:
     """Values that order can also be grouped (long text, JSON, points and multi-picklists cannot)."""
-    return field.field_type.sortable
+    return field.value.field_type.sortable and field.field_type.in_sql(field)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class Measure:
 class AggregateSpec:
     keys: tuple[GroupKey, ...]
     measures: tuple[Measure, ...]
+
+    def measured(self, name: str) -> FieldDef:
+        return next(m.field for m in self.measures if m.field.api_name == name)
 
 
 def parse_aggregate(obj: ObjectDef, group_by: Any, measures: Any, hidden: frozenset[str] = frozenset()) -> AggregateSpec:
@@ -103,13 +107,14 @@ def _group_keys(obj: ObjectDef, group_by: Any, errors: list[FieldError], hidden:
             errors.append(FieldError("FORBIDDEN", f"{at}.field", f"you may not read '{obj.api_name}.{name}', so you may not group by it"))
             continue
         if not groupable(field):
-            errors.append(FieldError("NOT_GROUPABLE", f"{at}.field", f"a {field.type} field cannot be grouped by"))
+            reason = f"a {field.value_type} field cannot be grouped by" if field.field_type.in_sql(field) else not_in_sql(field)
+            errors.append(FieldError("NOT_GROUPABLE", f"{at}.field", reason))
             continue
         if name in seen:
             errors.append(FieldError("DUPLICATE", f"{at}.field", f"'{name}' is already grouped by"))
             continue
         seen.add(name)
-        temporal = field.type in TEMPORAL_TYPES
+        temporal = field.value_type in TEMPORAL_TYPES
         if granularity is not None and not (temporal and granularity in DATE_GRANULARITIES):
             allowed = ", ".join(DATE_GRANULARITIES)
             message = f"must be one of {allowed}" if temporal else f"applies only to date and datetime fields, not to a {field.type} field"
@@ -139,8 +144,10 @@ def _measures(obj: ObjectDef, measures: Any, errors: list[FieldError], hidden: f
             errors.append(FieldError("FORBIDDEN", at, f"you may not read '{obj.api_name}.{name}', so you may not measure it"))
         elif function not in MEASURABLE:
             errors.append(FieldError("NOT_AGGREGATABLE", at, f"'{function}' is not one of {', '.join(MEASURE_FUNCTIONS)} (the count is always returned)"))
-        elif field.type not in MEASURABLE[function]:
-            errors.append(FieldError("NOT_AGGREGATABLE", at, f"{function} does not apply to a {field.type} field"))
+        elif field.value_type not in MEASURABLE[function]:
+            errors.append(FieldError("NOT_AGGREGATABLE", at, f"{function} does not apply to a {field.value_type} field"))
+        elif not field.field_type.in_sql(field):
+            errors.append(FieldError("NOT_AGGREGATABLE", at, not_in_sql(field)))
         elif (measure := Measure(function, field)) not in found:
             found.append(measure)
     return found
@@ -156,8 +163,8 @@ def run_aggregate(conn: Connection, table: Table, where: ColumnElement[bool], sp
     sqlite = conn.dialect.name == "sqlite"
     measured = list(dict.fromkeys(m.field.api_name for m in spec.measures))
     selected = [
-        *(_key_expression(table.c[k.field.api_name], k, sqlite).label(f"k{i}") for i, k in enumerate(spec.keys)),
-        *(table.c[name].label(f"v{j}") for j, name in enumerate(measured)),
+        *(_key_expression(_column(table, k.field), k, sqlite).label(f"k{i}") for i, k in enumerate(spec.keys)),
+        *(_column(table, spec.measured(name)).label(f"v{j}") for j, name in enumerate(measured)),
     ]
     inner = select(*selected or [table.c.id]).where(where).subquery()
     keys = [inner.c[f"k{i}"] for i in range(len(spec.keys))]
@@ -187,11 +194,11 @@ def run_aggregate(conn: Connection, table: Table, where: ColumnElement[bool], sp
 
 def _key_expression(column, key: GroupKey, sqlite: bool) -> ColumnElement:
     """The column itself, or the first day of its period (a ``date``; datetimes in UTC)."""
-    if key.granularity is None or (key.field.type == "date" and key.granularity == "day"):
+    if key.granularity is None or (key.field.value_type == "date" and key.granularity == "day"):
         return column
     if sqlite:
         return func.date(column, *_sqlite_period_modifiers(column, key.granularity), type_=Date)
-    instant = func.timezone("UTC", column) if key.field.type == "datetime" else cast(column, TIMESTAMP)
+    instant = func.timezone("UTC", column) if key.field.value_type == "datetime" else cast(column, TIMESTAMP)
     return cast(func.date_trunc(key.granularity, instant), Date)
 
 
@@ -205,6 +212,10 @@ def _sqlite_period_modifiers(column, granularity: str) -> list:
         return ["start of month"]
     months_into_quarter = (cast(func.strftime("%m", column), Integer) - 1) % 3
     return ["start of month", func.printf("-%d months", months_into_quarter)]
+
+
+def _column(table: Table, field: FieldDef):
+    return field.field_type.selectable(field, table)[0]
 
 
 def _key_value(key: GroupKey, value: Any) -> Any:
@@ -231,7 +242,7 @@ def _measure(measure: Measure, value, sqlite: bool, label: str) -> tuple[list, C
         if measure.function == "avg":
             places = Decimal(1).scaleb(-(_scale(field) + AVG_EXTRA_PLACES))
             return _WIDE.divide(total, row[f"{label}_count"]).quantize(places, context=_WIDE)
-        return int(total) if field.type == "integer" else total
+        return int(total) if field.value_type == "integer" else total
 
     return columns, read
 
@@ -256,4 +267,4 @@ def _exact_total(field: FieldDef, parts: list, sqlite: bool) -> Decimal | None:
 
 
 def _scale(field: FieldDef) -> int:
-    return 0 if field.type == "integer" else field.options["scale"]
+    return 0 if field.value_type == "integer" else field.value.options["scale"]

@@ -18,6 +18,7 @@ from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.errors import FieldError, ValidationFailed
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.base import LIST_OPERATORS
+from .computed import not_in_sql
 
 MAX_DEPTH = 8
 MAX_LIST = 1000
@@ -84,17 +85,19 @@ class FilterCompiler:
         if not isinstance(spec, dict) or not spec:
             return self._fail("INVALID_TYPE", path, "must map operators to values, such as {\"eq\": ...}")
         field_type = field.field_type
-        columns = [table.c[name] for name in field_type.column_names(field)]
+        columns = field_type.selectable(field, table)
+        if columns is None:
+            return self._fail("NOT_FILTERABLE", path, not_in_sql(field))
         column = columns[0] if len(columns) == 1 else tuple(columns)
         clauses = []
         related: dict[str, Any] = {}
         for op, value in spec.items():
             at = f"{path}.{op}"
-            if op not in field_type.operators:
+            if op not in field_type.operators_for(field):
                 if field.target and op not in _ALL_OPS:
                     related[op] = value
                     continue
-                allowed = ", ".join(sorted(field_type.operators))
+                allowed = ", ".join(sorted(field_type.operators_for(field)))
                 clauses.append(self._fail("UNSUPPORTED_OPERATOR", at, f"a {field.type} field allows only: {allowed}"))
                 continue
             coerced = self._value(field, op, value, at)

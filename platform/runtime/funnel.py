@@ -30,13 +30,13 @@ def funnel_request(obj: ObjectDef, amount_field: Any, date_field: Any, period: A
     if not obj.has_stages:
         errors.append(FieldError("NO_STAGES", None, f"'{obj.api_name}' has no stages: define business types with stages first"))
     amount = obj.field(amount_field) if isinstance(amount_field, str) else None
-    if amount is None or amount.type not in NUMERIC_TYPES:
+    if amount is None or amount.value_type not in NUMERIC_TYPES or not amount.field_type.in_sql(amount):
         errors.append(FieldError("INVALID_VALUE", "amount_field", "name a number, decimal or currency field of the object"))
     elif amount_field in hidden:
         errors.append(FieldError("FORBIDDEN", "amount_field", f"you may not read '{obj.api_name}.{amount_field}'"))
     group_by: list[dict[str, Any]] = []
     date = obj.field(date_field) if isinstance(date_field, str) else None
-    if (period is not None or date_field is not None) and (date is None or date.type not in TEMPORAL_TYPES):
+    if (period is not None or date_field is not None) and (date is None or date.value_type not in TEMPORAL_TYPES or not date.field_type.in_sql(date)):
         errors.append(FieldError("INVALID_VALUE", "date_field", "name a date or datetime field of the object"))
     elif period is not None:
         if period not in DATE_GRANULARITIES or period == "day":

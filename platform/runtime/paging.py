@@ -18,6 +18,7 @@ from ..metadata.definitions import FieldDef, ObjectDef
 from ..metadata.errors import FieldError, ValidationFailed
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.picklist import ordered_values
+from .computed import not_in_sql
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class SortKey:
     def expression(self, table):
         """What the order compares: the column, or for a picklist its value's place in the list
         (stages sort as defined, not alphabetically; values not in the list after them)."""
-        column = table.c[self.column_name]
+        column = self.field.field_type.selectable(self.field, table)[0]
         ranks = self.ranks
         if ranks is None:
             return column
@@ -71,8 +72,10 @@ def parse_order(obj: ObjectDef, order_by: list[str] | None, hidden: frozenset[st
             errors.append(FieldError("UNKNOWN_FIELD", f"order_by.{i}", f"'{obj.api_name}' has no field named '{name}'"))
         elif name in hidden:
             errors.append(FieldError("FORBIDDEN", f"order_by.{i}", f"you may not read '{obj.api_name}.{name}', so you may not sort on it"))
-        elif not field.field_type.sortable:
-            errors.append(FieldError("NOT_SORTABLE", f"order_by.{i}", f"a {field.type} field cannot be sorted on"))
+        elif not field.value.field_type.sortable:
+            errors.append(FieldError("NOT_SORTABLE", f"order_by.{i}", f"a {field.value_type} field cannot be sorted on"))
+        elif not field.field_type.in_sql(field):
+            errors.append(FieldError("NOT_SORTABLE", f"order_by.{i}", not_in_sql(field)))
         else:
             keys.append(SortKey(field, item.startswith("-"), defined_order(obj, field)))
             if name == "id":

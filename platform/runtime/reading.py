@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..metadata.catalog import Catalog
 from ..metadata.definitions import ObjectDef
 from ..metadata.fieldtypes.base import FieldType
+from .computed import compute, selectables
 from .filters import FilterCompiler, HiddenFields, nothing_hidden
 from .paging import (
     SortKey,
@@ -156,14 +157,15 @@ class TreeReader:
         """Add ``selection``'s columns (labelled under ``prefix``) and its joined relations."""
         names = dict.fromkeys(["id", *selection.fields, *extra_fields])
         shape = _Shape(len(columns))
-        for name in names:
-            field_def = obj.fields_by_name[name]
-            column_names = field_def.field_type.column_names(field_def)
+        for name, field_def, sql in selectables(obj, table, names):
+            if sql is None:
+                shape.computed.append(field_def)
+                continue
             positions = {}
-            for column_name in column_names:
+            for column_name, column in zip(field_def.field_type.column_names(field_def), sql):
                 positions[column_name] = len(columns)
-                columns.append(table.c[column_name].label(f"{prefix}_{column_name}"))
-            shape.add(field_def, positions)
+                columns.append(column.label(f"{prefix}_{column_name}"))
+            shape.add(field_def, positions, fetched_only=name not in names)
         for index, (key, (lookup, sub)) in enumerate(selection.relations.items()):
             target = self.catalog.object(obj.fields_by_name[lookup].target)
             name = f"{prefix}{index}"
@@ -242,24 +244,34 @@ class TreeReader:
 class _Shape:
     """How one record (and its joined relations) is read from positions of a result row."""
 
-    __slots__ = ("id_position", "plain", "special", "relations")
+    __slots__ = ("id_position", "plain", "special", "relations", "computed", "inputs_only")
 
     def __init__(self, id_position: int):
         self.id_position = id_position
         self.plain: list[tuple[str, int]] = []
         self.special: list[tuple[Any, dict[str, int]]] = []
         self.relations: list[tuple[str, _Shape]] = []
+        self.computed: list[Any] = []
+        """Formulas computed after reading, from fields read along."""
+        self.inputs_only: list[str] = []
+        """Fields read only as inputs of those formulas."""
 
-    def add(self, field_def, positions: dict[str, int]) -> None:
+    def add(self, field_def, positions: dict[str, int], *, fetched_only: bool = False) -> None:
         if type(field_def.field_type).from_row is FieldType.from_row:
             self.plain.append((field_def.api_name, positions[field_def.api_name]))
         else:
             self.special.append((field_def, positions))
+        if fetched_only:
+            self.inputs_only.append(field_def.api_name)
 
     def record(self, row) -> dict[str, Any]:
         record = {name: row[position] for name, position in self.plain}
         for field_def, positions in self.special:
             record[field_def.api_name] = field_def.field_type.from_row(field_def, {c: row[p] for c, p in positions.items()})
+        for field_def in self.computed:
+            record[field_def.api_name] = compute(field_def, record)
+        for name in self.inputs_only:
+            del record[name]
         for key, shape in self.relations:
             record[key] = None if row[shape.id_position] is None else shape.record(row)
         return record

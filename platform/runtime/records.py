@@ -48,8 +48,10 @@ from ..metadata.errors import (
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.lookup import normalize_id
 from ..metadata.names import constraint_name
+from . import rollups
 from .access import AccessPolicy, FieldAccess, OpenAccess
 from .aggregates import parse_aggregate, run_aggregate
+from .computed import compute, selectables
 from .filters import FilterCompiler
 from .funnel import conversions, funnel_request, funnel_rows
 from .history import tracked_changes, write_history
@@ -525,6 +527,7 @@ class RecordService:
                 owner_id=after["owner_id"], org_unit_id=after["org_unit_id"], version=after["version"], updated_at=now, updated_by=actor.id))
             write_history(conn, obj, actor, now, [
                 (current["id"], name, "transferred", current[name], after[name]) for name in OWNERSHIP_FIELDS if current[name] != after[name]])
+            self._fill_formulas(conn, obj, table, [after])
         return self._visible(actor, obj, [after])[0]
 
     def delete(self, actor: Actor, object_name: str, record_id: str) -> None:
@@ -537,6 +540,8 @@ class RecordService:
             now = _now()
             for target, ids in doomed.items():
                 self._set_deleted(conn, catalog, target, ids, now, actor, now)
+            for target, ids in doomed.items():
+                rollups.refresh(conn, catalog, target, rollups.stored_masters(conn, catalog, target, ids))
             write_history(conn, obj, actor, now, [(current["id"], None, "deleted", None, None)])
 
     def restore(self, actor: Actor, object_name: str, record_id: str) -> dict[str, Any]:
@@ -555,6 +560,8 @@ class RecordService:
             now = _now()
             for target, ids in revived.items():
                 self._set_deleted(conn, catalog, target, ids, None, actor, now)
+            for target, ids in revived.items():
+                rollups.refresh(conn, catalog, target, rollups.stored_masters(conn, catalog, target, ids))
             write_history(conn, obj, actor, now, [(current["id"], None, "restored", None, None)])
         return self.get(actor, object_name, current["id"])
 
@@ -565,10 +572,13 @@ class RecordService:
             current = self._locked(conn, obj, table, actor, record_id, "delete", deleted=None)
             doomed = self._cascade(conn, catalog, obj, [current["id"]], deleted=None)
             self._refuse_restricted(conn, catalog, doomed, live_only=False)
+            summarized = {target: rollups.stored_masters(conn, catalog, target, ids) for target, ids in doomed.items()}
             try:
                 conn.execute(delete(table).where(table.c.id == current["id"]))
             except IntegrityError:
                 raise InUse("Other records still reference this record; remove those references first.") from None
+            for target, touched in summarized.items():
+                rollups.refresh(conn, catalog, target, touched)
             write_history(conn, obj, actor, _now(), [(current["id"], None, "purged", None, None)])
 
     # -- steps ------------------------------------------------------------------------------
@@ -589,6 +599,7 @@ class RecordService:
             raise ValidationFailed.of(errors)
         now = _now()
         canonical = list(obj.fields_by_name)
+        starting = rollups.starting_values(obj)
         home = self.policy.owning_unit(actor, obj)
         for position, record in enumerate(records):
             record.update({
@@ -596,7 +607,7 @@ class RecordService:
                 "business_type": record.get("business_type"), "stage_entered_at": now if record.get("stage") else None,
                 "created_at": now, "created_by": actor.id, "updated_at": now, "updated_by": actor.id, "version": 1, "deleted_at": None,
             })
-            records[position] = {name: record.get(name) for name in canonical}
+            records[position] = {**{name: record.get(name) for name in canonical}, **starting}
         self._before_save(conn, catalog, obj, actor, [(r, None) for r in records], indexed, now)
         assign_numbers(conn, obj, records)
         try:
@@ -606,8 +617,10 @@ class RecordService:
         self._refuse_outside_scope(conn, obj, table, actor, records, indexed)
         record_moves(conn, obj, [StageMove(r["id"], r["business_type"], r["stage"], None) for r in records if r.get("stage")],
                      actor.id, now)
+        rollups.refresh(conn, catalog, obj.api_name, rollups.masters(catalog, obj.api_name, records))
         if any(f.tracked for f in obj.fields):
             write_history(conn, obj, actor, now, [(r["id"], None, "created", None, None) for r in records])
+        self._fill_formulas(conn, obj, table, records)
         for record in records:
             self.hooks.run_after(SaveContext(conn, actor, obj, record, None))
         return records
@@ -642,6 +655,7 @@ class RecordService:
         self._before_save(conn, catalog, obj, actor, [(proposed, current)], index is not None, now, offset=index or 0)
         changed = {k: v for k, v in proposed.items() if k in obj.fields_by_name and current.get(k) != v}
         if not changed:
+            self._fill_formulas(conn, obj, table, [current])
             return current
         after = {**current, **changed, "version": current["version"] + 1, "updated_at": now, "updated_by": actor.id}
         row = {"version": after["version"], "updated_at": now, "updated_by": actor.id}
@@ -654,10 +668,16 @@ class RecordService:
             raise ValidationFailed.of(at(_constraint_error(obj, exc).errors)) from None
         if result.rowcount != 1:
             raise Conflict("The record was changed by someone else meanwhile; reload it and try again.", field="expected_version")
+        if "business_type" in changed:
+            self._refuse_leaving_scope(conn, obj, table, actor, after, index)
         if "stage" in changed:
             record_moves(conn, obj, [StageMove(current["id"], after.get("business_type"), changed["stage"], current.get("stage"))],
                          actor.id, now)
         write_history(conn, obj, actor, now, [(current["id"], f, "updated", old, new) for f, old, new in tracked_changes(obj, current, changed)])
+        if not rollups.inputs(catalog, obj.api_name).isdisjoint(changed):
+            rollups.refresh(conn, catalog, obj.api_name, rollups.merged(
+                rollups.masters(catalog, obj.api_name, [current]), rollups.masters(catalog, obj.api_name, [after])))
+        self._fill_formulas(conn, obj, table, [after])
         self.hooks.run_after(SaveContext(conn, actor, obj, after, current))
         return after
 
@@ -703,9 +723,21 @@ class RecordService:
         for chunk in _chunks(list(position)):
             outside.extend(conn.execute(select(table.c.id).where(table.c.id.in_(chunk), not_(scope))).scalars())
         if outside:
-            errors = [FieldError("FORBIDDEN", "owner_id", "this owner and org unit are outside the scope in which you may create records")]
+            what = "this owner, org unit and business type are" if obj.business_types else "this owner and org unit are"
+            errors = [FieldError("FORBIDDEN", "owner_id", f"{what} outside the scope in which you may create records")]
             raise Forbidden("Some records would be created outside your scope; nothing was written.",
                             errors=[errors[0].at(position[i]) for i in sorted(outside, key=position.get)] if indexed else errors)
+
+    def _refuse_leaving_scope(self, conn, obj, table, actor, record, index) -> None:
+        """A changed business type must leave the record within the caller's update scope (a grant
+        may be limited to some types); checked in SQL before commit."""
+        scope = self._scope(actor, obj, table, "update")
+        if isinstance(scope, True_) or conn.execute(select(table.c.id).where(table.c.id == record["id"], not_(scope))).first() is None:
+            return
+        error = FieldError("FORBIDDEN", "business_type",
+                           f"none of your roles lets you edit {obj.label} records of business type '{record['business_type']}' here")
+        raise Forbidden("The change would move the record outside the records you may edit; nothing was written.",
+                        errors=[error.at(index) if index is not None else error])
 
     def _visible(self, actor: Actor, obj: ObjectDef, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         hidden = self.policy.field_access(actor, obj).hidden
@@ -782,10 +814,11 @@ class RecordService:
             target_table = catalog.table(target.api_name)
             found: set[str] = set()
             reach = self._scope(actor, target, target_table, "update" if field.type == "master_detail" else "read")
-            for chunk in _chunks(list(wanted)):
+            lock = {"key_share": True} if field.api_name in rollups.summaries(catalog, obj.api_name) else {"read": True}
+            for chunk in _chunks(sorted(wanted)):
                 found.update(conn.execute(select(target_table.c.id).where(
                     target_table.c.id.in_(chunk), target_table.c.deleted_at.is_(None), reach,
-                ).with_for_update(read=True)).scalars())
+                ).order_by(target_table.c.id).with_for_update(**lock)).scalars())
             for missing in set(wanted) - found:
                 for i in wanted[missing]:
                     add(i, FieldError("INVALID_REFERENCE", field.api_name, f"no {target.label} record with id {missing} exists", {"target": target.api_name}))
@@ -858,15 +891,50 @@ class RecordService:
 
     @staticmethod
     def _columns(obj: ObjectDef, table: Table, names: list[str]) -> list:
-        fields = [obj.fields_by_name[name] for name in names]
-        return [table.c[c] for field in fields for c in field.field_type.column_names(field)]
+        return [column.label(column_name) for _, field, sql in selectables(obj, table, names) if sql is not None
+                for column_name, column in zip(field.field_type.column_names(field), sql)]
 
     def _record(self, obj: ObjectDef, row, names: list[str], hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
-        record = {}
+        """A record from a row of :meth:`_columns`, or of the whole table (read for a write: its
+        SQL formulas are filled in after the write)."""
+        record, later = {}, []
         for name in names:
             field = obj.fields_by_name[name]
-            record[name] = None if name in hidden else field.field_type.from_row(field, row)
+            if name in hidden:
+                record[name] = None
+            elif field.field_type.computed and name not in row:
+                record[name] = None
+                later.append(field)
+            else:
+                record[name] = field.field_type.from_row(field, row)
+        after_reading = [field for field in later if not field.field_type.in_sql(field)]
+        if after_reading:
+            fields = obj.fields_by_name
+            inputs = {name: fields[name].field_type.from_row(fields[name], row)
+                      for name in row.keys() if name in fields and not fields[name].field_type.computed}
+            for field in after_reading:
+                record[field.api_name] = compute(field, inputs)
         return record
+
+    def _fill_formulas(self, conn: Connection, obj: ObjectDef, table: Table, records: list[dict[str, Any]]) -> None:
+        """Formula values of records just written, as a read would give them."""
+        formulas = [f for f in obj.fields if f.field_type.computed]
+        if not formulas or not records:
+            return
+        in_sql = [(f, f.field_type.selectable(f, table)) for f in formulas]
+        in_sql = [(f, sql[0]) for f, sql in in_sql if sql is not None]
+        if in_sql:
+            rows: dict[str, Any] = {}
+            for chunk in _chunks([r["id"] for r in records]):
+                query = select(table.c.id, *(sql.label(f.api_name) for f, sql in in_sql)).where(table.c.id.in_(chunk))
+                rows.update((row["id"], row) for row in conn.execute(query).mappings())
+            for record in records:
+                for field, _ in in_sql:
+                    record[field.api_name] = field.field_type.from_row(field, rows[record["id"]])
+        for field in formulas:
+            if not field.field_type.in_sql(field):
+                for record in records:
+                    record[field.api_name] = compute(field, record)
 
     @staticmethod
     def _row(obj: ObjectDef, record: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,7 @@ transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
-from decimal import Decimal
+from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy import Connection
@@ -19,6 +18,7 @@ from ..metadata.catalog import Catalog
 from ..metadata.definitions import ObjectDef, ValidationRuleDef
 from ..metadata.errors import FieldError
 from ..metadata.expressions import compile_expression
+from .computed import cel_value, compute
 
 
 @dataclass
@@ -72,7 +72,11 @@ def rule_problems(catalog: Catalog, obj: ObjectDef, actor: Actor, record: dict[s
     rules = compiled_rules(catalog, obj)
     if not rules:
         return []
-    context = {"record": _cel(record), "old": _cel(old) if old is not None else None,
+    formulas = [f for f in obj.fields if f.field_type.computed]
+    if formulas:
+        record = {**record, **{f.api_name: compute(f, record) for f in formulas}}
+        old = None if old is None else {**old, **{f.api_name: compute(f, old) for f in formulas}}
+    context = {"record": cel_value(record), "old": cel_value(old) if old is not None else None,
                "user": {"id": actor.id or "", "username": actor.name}, "now": now}
     errors = []
     for rule, program in rules:
@@ -102,18 +106,3 @@ def layout_problems(obj: ObjectDef, roles: tuple[str, ...], record: dict[str, An
 
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == ()
-
-
-def _cel(value: Any) -> Any:
-    """A record value as CEL sees it: decimals as doubles, dates as timestamps at midnight UTC."""
-    if isinstance(value, dict):
-        return {k: _cel(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_cel(v) for v in value]
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return datetime.combine(value, time(), timezone.utc)
-    return value

@@ -11,8 +11,9 @@ from sqlalchemy import inspect
 
 ALL_FIELD_TYPES = [
     "TEXT", "TEXTAREA", "INTEGER", "DECIMAL", "CURRENCY", "PERCENT", "BOOLEAN", "DATE", "DATETIME", "EMAIL", "PHONE",
-    "URL", "PICKLIST", "MULTI_PICKLIST", "LOOKUP", "MASTER_DETAIL", "AUTO_NUMBER", "GEOLOCATION", "JSON",
+    "URL", "PICKLIST", "MULTI_PICKLIST", "LOOKUP", "MASTER_DETAIL", "AUTO_NUMBER", "GEOLOCATION", "JSON", "FORMULA", "ROLLUP",
 ]
+COMPUTED = ("AUTO_NUMBER", "FORMULA", "ROLLUP")
 
 OPTIONS = ("options { maxLength pattern precision scale min max values { apiName label order active graphqlName } "
            "restricted target onDelete relationshipName format start }")
@@ -704,8 +705,7 @@ def test_field_types_lists_every_type_and_each_can_be_created(api):
     enum = api.data('{ __type(name: "FieldTypeName") { enumValues { name } } }')["__type"]["enumValues"]
     assert sorted(v["name"] for v in enum) == sorted(ALL_FIELD_TYPES)
     by_name = {t["name"]: t for t in types}
-    assert by_name["AUTO_NUMBER"]["writable"] is False
-    assert all(by_name[n]["writable"] for n in ALL_FIELD_TYPES if n != "AUTO_NUMBER")
+    assert all(by_name[n]["writable"] is (n not in COMPUTED) for n in ALL_FIELD_TYPES)
     assert {"eq", "gte", "in", "is_null"} <= set(by_name["DECIMAL"]["operators"]) and by_name["DECIMAL"]["sortable"] is True
     assert "contains" in by_name["TEXT"]["operators"]
     assert "is_null" in by_name["JSON"]["operators"]
@@ -713,7 +713,8 @@ def test_field_types_lists_every_type_and_each_can_be_created(api):
     make_account(api)
     needed = {
         "PICKLIST": {"values": [{"apiName": "a", "label": "A"}]}, "MULTI_PICKLIST": {"values": [{"apiName": "a", "label": "A"}]},
-        "LOOKUP": {"target": "account"}, "MASTER_DETAIL": {"target": "account"},
+        "LOOKUP": {"target": "account"}, "MASTER_DETAIL": {"target": "sample"},
+        "FORMULA": {"expression": "record.f_integer * 2", "resultType": "integer"}, "ROLLUP": {"childObject": "sample", "function": "count"},
     }
     fields = [{"apiName": f"f_{n.lower()}", "label": n, "type": n, **({"options": needed[n]} if n in needed else {})}
               for n in ALL_FIELD_TYPES]

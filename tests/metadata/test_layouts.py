@@ -4,15 +4,21 @@ they require when records are written through the RecordService.
 Every test runs on SQLite and PostgreSQL (the ``runtime`` fixture). A refused layout change leaves
 the Catalog version, the change log and the stored layouts as they were; an accepted one is one
 change (version +1, one change-log entry). A write missing a field its layout requires fails with
-REQUIRED_BY_LAYOUT and writes nothing.
+REQUIRED_BY_LAYOUT and writes nothing. A layout names a role that exists, and a role a layout names
+cannot be deleted, also when both changes run at once. Between equally specific layouts of several
+roles, the role of the user's oldest membership wins.
 """
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from lowcode.metadata import SYSTEM_ACTOR, store
+from lowcode.metadata import layouts as layout_rules
+from lowcode.metadata.database import WRITE
 from lowcode.metadata.errors import (
     Forbidden,
     InUse,
@@ -20,7 +26,8 @@ from lowcode.metadata.errors import (
     NotFound,
     ValidationFailed,
 )
-from sqlalchemy import func, select
+from lowcode.server.app import Settings, create_app
+from sqlalchemy import delete, func, select
 
 S = SYSTEM_ACTOR
 
@@ -46,11 +53,18 @@ SCHEMA = [
 ]
 
 
+ROLES = ("manager", "analyst", "clerk", "other")
+"""Roles with every right on deals (a layout may only name a role that exists)."""
+
+
 @pytest.fixture
 def rt(runtime):
     runtime.metadata.create_objects(S, SCHEMA)
     for name in ("product", "project", "internal"):
         runtime.metadata.create_business_type(S, "deal", {"api_name": name, "label": name.title()})
+    for role in ROLES:
+        runtime.security.create_role(S, role, role.title())
+        runtime.security.set_object_grant(S, role, "deal", ["read", "create", "update"], "all", "all")
     return runtime
 
 
@@ -117,24 +131,20 @@ def needs(label: str, *fields: str, prefix: str = "") -> list[tuple[str, str, st
 
 
 class Org:
-    """Roles with every right on deals, and users holding some of them (one unit per user)."""
+    """Users holding some of the fixture's roles in one unit, memberships added in the order given."""
 
     def __init__(self, rt):
         self.rt = rt
         self.root = rt.security.create_unit(S, "Company")
-        self.roles: set[str] = set()
+        self.tokens: dict[str, str] = {}
 
     def user(self, username: str, *roles: str):
         sec = self.rt.security
-        for role in roles:
-            if role not in self.roles:
-                sec.create_role(S, role, role.title())
-                sec.set_object_grant(S, role, "deal", ["read", "create", "update"], "all", "all")
-                self.roles.add(role)
         user = sec.create_user(S, {"username": username})
         for role in roles:
             sec.add_membership(S, user["id"], self.root["id"], role)
-        return sec.authenticate(sec.issue_token(S, "tests", user_id=user["id"])["token"])
+        token = self.tokens[username] = sec.issue_token(S, "tests", user_id=user["id"])["token"]
+        return sec.authenticate(token)
 
 
 # -- creating, updating, deleting ---------------------------------------------------------------
@@ -280,6 +290,108 @@ def test_a_business_type_a_layout_names_is_not_left_dangling(rt):
         assert [lay.business_type for lay in rt.catalog().object("deal").layouts] in ([], [None])
 
 
+# -- the role a layout names --------------------------------------------------------------------
+def test_a_layout_names_a_role_that_exists(rt):
+    unknown = ("UNKNOWN_ROLE", "role", "there is no role named 'ghost'")
+    assert refused(rt, lambda: rt.metadata.create_layout(S, "deal", layout("x", "X", item("name"), role="ghost"))) == [unknown]
+    # with the layout's other problems, all at once
+    assert refused(rt, lambda: rt.metadata.create_layout(S, "deal", layout("x", "X", item("nowhere"), business_type="rental",
+                                                                            role="ghost"))) == [
+        ("UNKNOWN_BUSINESS_TYPE", "business_type", "'deal' has no business type 'rental'"),
+        ("UNKNOWN_FIELD", "sections.0.fields.0.field", "'deal' has no field named 'nowhere'"), unknown]
+    rt.metadata.create_layout(S, "deal", layout("x", "X", item("name"), role="manager"))
+    assert refused(rt, lambda: rt.metadata.update_layout(S, "deal", "x", {"role": "ghost"})) == [unknown]
+    assert refused(rt, lambda: rt.metadata.update_layout(S, "deal", "x", {"role": "Manager"})) == [
+        ("INVALID", "role", "must start with a lowercase letter and hold only lowercase letters, digits and underscores (at most 63)")]
+    # the built-in administrator role, a role created since, or none
+    rt.security.create_role(S, "auditor", "Auditor")
+    for role in ("administrator", "auditor", None):
+        assert rt.metadata.update_layout(S, "deal", "x", {"role": role}).role == role
+
+
+def test_a_role_a_layout_names_cannot_be_deleted(rt):
+    rt.metadata.create_layout(S, "deal", layout("manager_form", "M", item("name"), role="manager"))
+    rt.metadata.create_layout(S, "deal", layout("product_manager", "PM", item("name"), business_type="product", role="manager"))
+    rt.metadata.create_layout(S, "account", layout("manager_accounts", "MA", item("name"), role="manager"))
+    before, role, audit = stored(rt), rt.security.role(S, "manager"), rt.security.audit(S)
+    with pytest.raises(InUse) as caught:
+        rt.security.delete_role(S, "manager")
+    assert caught.value.as_dict() == {
+        "code": "IN_USE", "field": "name", "ctx": {"layouts": ["account.manager_accounts", "deal.manager_form", "deal.product_manager"]},
+        "message": "The layout(s) account.manager_accounts, deal.manager_form, deal.product_manager name the role 'manager'; "
+                   "change or delete them first."}
+    assert (stored(rt), rt.security.role(S, "manager"), rt.security.audit(S)) == (before, role, audit)
+    rt.metadata.delete_layout(S, "account", "manager_accounts")
+    rt.metadata.update_layout(S, "deal", "manager_form", {"role": None})
+    with pytest.raises(InUse) as caught:
+        rt.security.delete_role(S, "manager")
+    assert caught.value.ctx == {"layouts": ["deal.product_manager"]}
+    rt.metadata.update_layout(S, "deal", "product_manager", {"role": "analyst"})
+    rt.security.delete_role(S, "manager")
+    with pytest.raises(NotFound):
+        rt.security.role(S, "manager")
+    assert [(lay.api_name, lay.role) for lay in rt.catalog().object("deal").layouts] == [
+        ("manager_form", None), ("product_manager", "analyst")]
+
+
+def test_a_role_deleted_while_a_layout_naming_it_is_saved_waits_and_is_refused(rt, monkeypatch):
+    """The layout's change has checked the role but not committed: deleting the role waits for it,
+    then sees the layout."""
+    checked = threading.Event()
+    check = layout_rules.role_problems
+
+    def slow_check(conn, definition):
+        problems = check(conn, definition)
+        checked.set()
+        time.sleep(0.5)
+        return problems
+
+    monkeypatch.setattr(layout_rules, "role_problems", slow_check)
+    saving = threading.Thread(target=rt.metadata.create_layout, args=(S, "deal", layout("other_form", "O", item("name"), role="other")))
+    saving.start()
+    try:
+        assert checked.wait(10)
+        with pytest.raises(InUse) as caught:
+            rt.security.delete_role(S, "other")
+    finally:
+        saving.join(10)
+    assert caught.value.ctx == {"layouts": ["deal.other_form"]}
+    assert rt.security.role(S, "other")["name"] == "other"
+    assert [lay.role for lay in rt.catalog().object("deal").layouts] == ["other"]
+
+
+def test_a_layout_naming_a_role_being_deleted_waits_and_is_refused(rt, monkeypatch):
+    """The role's deletion has not committed when the layout's change checks it: the check waits,
+    then finds no role."""
+    entered = threading.Event()
+    check = layout_rules.role_problems
+
+    def signalled_check(conn, definition):
+        entered.set()
+        return check(conn, definition)
+
+    monkeypatch.setattr(layout_rules, "role_problems", signalled_check)
+    outcome: list[Any] = []
+
+    def save():
+        try:
+            outcome.append(rt.metadata.create_layout(S, "deal", layout("other_form", "O", item("name"), role="other")))
+        except InvalidDefinition as error:
+            outcome.append([(e.code, e.field) for e in error.errors])
+
+    with rt.engine.connect().execution_options(**WRITE) as conn:
+        with conn.begin():
+            conn.execute(delete(layout_rules.ROLES).where(layout_rules.ROLES.c.name == "other"))
+            saving = threading.Thread(target=save)
+            saving.start()
+            if rt.engine.dialect.name == "postgresql":  # SQLite: the change waits for the write lock before it checks
+                assert entered.wait(10)
+            time.sleep(0.3)
+    saving.join(10)
+    assert outcome == [[("UNKNOWN_ROLE", "role")]]
+    assert rt.catalog().object("deal").layouts == ()
+
+
 # -- which layout applies -----------------------------------------------------------------------
 @pytest.fixture
 def layouts(rt):
@@ -318,6 +430,56 @@ def test_the_most_specific_layout_applies(layouts):
     deal = layouts.catalog().object("deal")
     assert chosen("internal", "clerk") is None
     assert chosen("internal", "manager") == "manager"
+
+
+def test_equally_specific_layouts_of_several_roles_the_first_role_given_wins(layouts):
+    layouts.metadata.create_layout(S, "deal", layout("product_analyst", "Product analyst", item("contract", True),
+                                                     business_type="product", role="analyst"))
+    layouts.metadata.create_layout(S, "deal", layout("analyst", "Analyst", item("contract", True), role="analyst"))
+    deal = layouts.catalog().object("deal")
+    assert [lay.api_name for lay in deal.layouts] == [  # listed by api name
+        "analyst", "manager", "product", "product_analyst", "product_manager", "project_analyst", "standard"]
+
+    def chosen(kind, *roles):
+        return deal.layout_for(kind, roles).api_name
+
+    assert chosen("product", "analyst", "manager") == "product_analyst"
+    assert chosen("product", "manager", "analyst") == "product_manager"
+    assert chosen("internal", "analyst", "manager") == "analyst"
+    assert chosen("internal", "manager", "analyst") == "manager"
+    assert chosen("internal", "clerk", "manager", "analyst") == "manager"  # roles without layouts are passed over
+    # a layout for the type and any role beats the first role's own layout
+    assert chosen("project", "manager", "analyst") == "project_analyst"
+
+
+def test_a_user_with_several_roles_gets_the_layout_of_their_earliest_membership(layouts):
+    """The roles reach layout_for in the order of the user's memberships (oldest first), for writes
+    and for the GraphQL layout query alike."""
+    layouts.metadata.create_layout(S, "deal", layout("product_analyst", "Product analyst", item("contract", True),
+                                                     business_type="product", role="analyst"))
+    org = Org(layouts)
+    ada, mia = org.user("ada", "analyst", "manager"), org.user("mia", "manager", "analyst")
+    app = create_app(Settings(), runtime=layouts).test_client()
+
+    def form(username, business_type):
+        response = app.post("/graphql", headers={"Authorization": f"Bearer {org.tokens[username]}"}, json={
+            "query": "query($t: String) { layout(object: \"deal\", businessType: $t) { apiName } }", "variables": {"t": business_type}})
+        assert response.status_code == 200 and "errors" not in response.get_json(), response.get_json()
+        return response.get_json()["data"]["layout"]["apiName"]
+
+    assert (form("ada", "product"), form("mia", "product")) == ("product_analyst", "product_manager")
+    assert (form("ada", "internal"), form("mia", "internal")) == ("manager", "manager")
+    assert failed(layouts, lambda: layouts.records.create(ada, "deal", {"name": "n"})) == needs("Product analyst", "contract")
+    assert failed(layouts, lambda: layouts.records.create(mia, "deal", {"contract": "C"})) == needs(
+        "Product manager", "amount", "region", "close_date")
+    # given the analyst role again, it is ada's latest membership: the manager's layout now applies
+    unit = org.root["id"]
+    layouts.security.remove_membership(S, ada.id, unit, "analyst")
+    layouts.security.add_membership(S, ada.id, unit, "analyst")
+    ada = layouts.security.authenticate(org.tokens["ada"])
+    assert form("ada", "product") == "product_manager"
+    assert failed(layouts, lambda: layouts.records.create(ada, "deal", {"contract": "C"})) == needs(
+        "Product manager", "amount", "region", "close_date")
 
 
 def test_creating_needs_every_required_field_of_the_applicable_layout(layouts):

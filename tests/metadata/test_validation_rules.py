@@ -12,6 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import cel
 import pytest
 from lowcode.metadata import SYSTEM_ACTOR, store
 from lowcode.metadata.errors import (
@@ -21,6 +22,12 @@ from lowcode.metadata.errors import (
     InvalidDefinition,
     NotFound,
     ValidationFailed,
+)
+from lowcode.metadata.expressions import (
+    CANDIDATES,
+    expression_problems,
+    referenced_fields,
+    supported_calls,
 )
 from sqlalchemy import func, select
 
@@ -225,6 +232,127 @@ def test_comprehension_variables_are_not_unknown_variables(rt):
     created = rt.metadata.create_validation_rule(S, "deal", rule(
         "no_red_and_blue", 'record.tags == null || !record.tags.exists(t, t == "red") || record.tags.all(t, t != "blue")'))
     assert created.api_name == "no_red_and_blue"
+
+
+PROVIDED_FUNCTIONS = {"size", "int", "uint", "double", "string", "bytes", "timestamp", "duration", "dyn", "type",
+                      "optional.of", "optional.none", "optional.ofNonZeroValue"}
+PROVIDED_METHODS = {"size", "contains", "startsWith", "endsWith", "matches", "getFullYear", "getMonth", "getDate", "getDayOfMonth",
+                    "getDayOfWeek", "getDayOfYear", "getHours", "getMinutes", "getSeconds", "getMilliseconds", "hasValue", "value",
+                    "or", "orValue"}
+"""What the installed CEL package evaluates without extra functions, as the rules run: ``f(x)`` or
+``x.f()`` (``bool()``, ``lowerAscii()``, ``min()`` and the like are not among them)."""
+
+EVERY_CALL = {
+    "sizes": "size(record.name) == 3 && record.name.size() == 3 && size(record.tags) == 1 && record.tags.size() == 1 && "
+             "record.size() > 0",
+    "strings": 'record.name.contains("b") && record.name.startsWith("a") && record.name.endsWith("c") && '
+               'record.name.matches("^a.c$")',
+    "conversions": 'int("7") == record.qty && uint(record.qty) == 7u && double(record.qty) == 7.0 && string(record.qty) == "7" && '
+                   'bytes(record.name) == b"abc" && dyn(record.qty) == 7 && type(record.qty) == int && type(record.tags) == list',
+    "dates": 'timestamp("2024-03-05T00:00:00Z") == record.close_date && record.close_date.getFullYear() == 2024 && '
+             "record.close_date.getMonth() == 2 && record.close_date.getDate() == 5 && record.close_date.getDayOfMonth() == 4 && "
+             "record.close_date.getDayOfWeek() == 2 && record.close_date.getDayOfYear() == 64",
+    "times": "record.due_at.getHours() == 10 && record.due_at.getMinutes() == 20 && record.due_at.getSeconds() == 30 && "
+             'record.due_at.getMilliseconds() == 0 && record.due_at - record.close_date > duration("10h")',
+    "durations": 'duration(string(record.qty) + "m").getHours() == 0 && duration(string(record.qty) + "h").getMinutes() == 420 && '
+                 'duration(string(record.qty) + "s").getSeconds() == 7 && duration(string(record.qty) + "s").getMilliseconds() == 7000',
+    "optionals": "optional.of(record.qty).hasValue() && optional.of(record.qty).value() == 7 && optional.none().orValue(1) == 1 && "
+                 "optional.none().or(optional.ofNonZeroValue(record.qty)).value() == 7",
+    "macros": 'has(record.name) && record.tags.all(t, t != "blue") && record.tags.exists(t, t == "red") && '
+              'record.tags.exists_one(t, t == "red") && record.tags.existsOne(t, t == "red") && record.tags.map(t, t + "!") == ["red!"] '
+              '&& record.tags.map(t, t == "red", t) == ["red"] && record.tags.filter(t, t == "red").size() == 1',
+}
+"""Rules calling every function and method the package provides, each way it provides it; they hold
+for :data:`EVERY_CALL_RECORD`."""
+EVERY_CALL_RECORD = {"name": "abc", "qty": 7, "tags": ["red"], "close_date": "2024-03-05", "due_at": "2024-03-05T10:20:30Z"}
+
+
+def test_the_package_provides_the_functions_and_methods_the_check_accepts():
+    functions, methods = supported_calls()
+    assert (set(functions), set(methods)) == (PROVIDED_FUNCTIONS, PROVIDED_METHODS)
+    every = " ".join(EVERY_CALL.values())
+    assert [name for name in functions if f"{name}(" not in every] == []
+    assert [name for name in methods if f".{name}(" not in every] == []
+
+
+def test_every_function_and_method_the_package_provides_is_accepted_and_runs(rt):
+    for name, expression in EVERY_CALL.items():
+        rt.metadata.create_validation_rule(S, "deal", rule(name, expression, f"{name} do not hold"))
+    assert [r.api_name for r in rt.catalog().object("deal").validation_rules] == list(EVERY_CALL)
+    assert create(rt, EVERY_CALL_RECORD)["qty"] == 7
+    # the same rules fail for another record (each one evaluated, none skipped)
+    assert failed(rt, lambda: create(rt, {"name": "wxyz", "qty": 8, "tags": ["blue"], "close_date": "2023-01-01",
+                                          "due_at": "2023-01-01T00:00:00Z"})) == [
+        broken(name, None, f"{name} do not hold") for name in EVERY_CALL]
+
+
+def test_the_calls_the_package_evaluates_are_accepted_and_the_others_refused(rt):
+    deal = rt.catalog().object("deal")
+    type_errors_only = {"[1].contains(1)"}  # 'contains' is a method of strings, not of lists: an evaluation error
+    for sample in CANDIDATES:
+        try:
+            cel.evaluate(sample, {})
+        except Exception:
+            if sample not in type_errors_only:
+                assert "UNKNOWN_FUNCTION" in [e.code for e in expression_problems(deal, sample)], sample
+        else:
+            assert expression_problems(deal, sample) == [], sample
+    assert expression_problems(deal, "[1].contains(1)") == []
+
+
+@pytest.mark.parametrize("expression, message, ctx", [
+    ('record.name.startWith("a")', "'startWith' is not a CEL method; did you mean 'startsWith'?", (1, 13, 12)),
+    ("record.qty > 0 &&\n  lenght(record.name) > 1", "'lenght' is not a CEL function", (2, 3, 20)),
+    ('record.name.lowerAscii() == "a"', "'lowerAscii' is not a CEL method", (1, 13, 12)),
+    ("bool(record.note)", "'bool' is not a CEL function", (1, 1, 0)),
+    ("min([record.qty, 1]) > 0", "'min' is not a CEL function", (1, 1, 0)),
+    ('startsWith(record.name, "a")', "'startsWith' is a method; call it on a value: value.startsWith(...)", (1, 1, 0)),
+    ("record.qty.int() > 0", "'int' is not a method; call it as int(value)", (1, 12, 11)),
+    ("record.qty > 0 && math.abs(record.qty) > 1", "'math.abs' is not a CEL function", (1, 19, 18)),
+    ("optional.off(record.qty).hasValue()", "'optional.off' is not a CEL function; did you mean 'optional.of'?", (1, 1, 0)),
+    ("cel.bind(x, record.qty, x > 1)", "'cel.bind' is not a CEL function", (1, 1, 0)),
+    ('record.tags.exists(t, t == "red", 1)', "'exists' is a macro; write it as list.exists(x, condition)", (1, 13, 12)),
+    ('record.name == "\u00e9" &&\n\t record.name.trim() == ""', "'trim' is not a CEL method", (2, 15, 36)),
+], ids=["typo-method", "typo-function-second-line", "extension-method", "bool", "min", "method-as-function", "function-as-method",
+        "namespace", "namespace-typo", "bind", "macro-misused", "tab-and-unicode"])
+def test_unknown_functions_are_refused_with_the_name_and_where_they_are_called(rt, expression, message, ctx):
+    where = dict(zip(("line", "column", "offset"), ctx))
+    assert refused(rt, lambda: rt.metadata.create_validation_rule(S, "deal", rule("bad", expression))) == [
+        ("UNKNOWN_FUNCTION", "expression", where)]
+    with pytest.raises(InvalidDefinition) as caught:
+        rt.metadata.create_validation_rule(S, "deal", rule("bad", expression))
+    assert [e.message for e in caught.value.errors] == [message]
+    # an update to such an expression is refused the same way
+    add(rt, rule("fine", "true"))
+    assert refused(rt, lambda: rt.metadata.update_validation_rule(S, "deal", "fine", {"expression": expression})) == [
+        ("UNKNOWN_FUNCTION", "expression", where)]
+    assert rt.catalog().object("deal").validation_rules[0].expression == "true"
+
+
+def test_each_unknown_function_is_reported_once_with_the_other_problems(rt):
+    source = 'frob(record.qty) && record.nme.size() > 1 &&\n  limit > frob(2) && record.name.shout() == ""'
+    with pytest.raises(InvalidDefinition) as caught:
+        rt.metadata.create_validation_rule(S, "deal", rule("bad", source))
+    assert [(e.code, e.message, e.ctx["offset"]) for e in caught.value.errors] == [
+        ("UNKNOWN_VARIABLE", "'limit' is not known; use record, old, user, now", 47),
+        ("UNKNOWN_FUNCTION", "'frob' is not a CEL function", 0),
+        ("UNKNOWN_FUNCTION", "'shout' is not a CEL method", 78),
+        ("UNKNOWN_FIELD", "'deal' has no field 'nme' (record.nme)", 27),
+    ]
+    assert stored(rt)["rules"] == []
+
+
+def test_calls_inside_string_literals_and_comments_are_not_read(rt):
+    expression = ("record.name != 'frob(1)' && record.note != \"x.lowerAscii()\" // shout(record.nme)\n"
+                  "  && record.name != r'''min(\n1)''' && size(b'ab') == 2")
+    assert rt.metadata.create_validation_rule(S, "deal", rule("quoted", expression)).expression == expression
+    assert referenced_fields(expression) == {"name", "note"}
+    assert create(rt, {"name": "a"})["name"] == "a"
+
+
+def test_a_method_called_on_the_record_is_not_a_field(rt):
+    assert expression_problems(rt.catalog().object("deal"), "record.size() > 0 && record.name.size() > 0") == []
+    assert referenced_fields("record.size() > 0 && record.qty . size() > 0") == {"qty"}
 
 
 def test_unknown_field_and_business_type_and_every_problem_at_once(rt):

@@ -162,9 +162,10 @@ def test_grants_are_normalised_and_replaced(runtime):
     sec = runtime.security
     sec.create_role(S, "rep", "Rep", description="Sells")
     role = sec.set_object_grant(S, "rep", "deal", ["update", "read", "read", "create"], "unit", "own")
-    assert role["objects"] == [{"object": "deal", "actions": ["read", "create", "update"], "read_scope": "unit", "write_scope": "own"}]
+    assert role["objects"] == [{"object": "deal", "actions": ["read", "create", "update"], "read_scope": "unit", "write_scope": "own",
+                                "business_types": []}]
     role = sec.set_object_grant(S, "rep", "deal", ["read"], "all", "all")
-    assert role["objects"] == [{"object": "deal", "actions": ["read"], "read_scope": "all", "write_scope": "all"}]
+    assert role["objects"] == [{"object": "deal", "actions": ["read"], "read_scope": "all", "write_scope": "all", "business_types": []}]
     role = sec.set_object_grant(S, "rep", "*", ["read", "export"], "all", "own")
     assert [g["object"] for g in role["objects"]] == ["*", "deal"]
     role = sec.set_field_grant(S, "rep", "deal", "amount", "hidden")
@@ -175,7 +176,7 @@ def test_grants_are_normalised_and_replaced(runtime):
     assert role["fields"] == []
     role = sec.set_object_grant(S, "rep", "deal", [], "own", "own")
     assert role == {**role, "name": "rep", "label": "Rep", "description": "Sells", "administrator": False,
-                    "objects": [{"object": "*", "actions": ["read", "export"], "read_scope": "all", "write_scope": "own"}]}
+                    "objects": [{"object": "*", "actions": ["read", "export"], "read_scope": "all", "write_scope": "own", "business_types": []}]}
     assert [r["name"] for r in sec.roles(S)] == ["administrator", "rep"]
     assert sec.role(S, "administrator")["administrator"] is True
 

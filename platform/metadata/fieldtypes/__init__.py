@@ -9,6 +9,7 @@ from .date import Date
 from .datetime_ import DateTime
 from .decimal_ import Decimal
 from .email import Email
+from .formula import Formula
 from .geolocation import Geolocation
 from .integer import Integer
 from .json_ import Json
@@ -18,6 +19,7 @@ from .multi_picklist import MultiPicklist
 from .percent import Percent
 from .phone import Phone
 from .picklist import Picklist
+from .rollup import Rollup
 from .text import Text
 from .textarea import TextArea
 from .url import Url
@@ -47,7 +49,7 @@ class FieldTypeRegistry:
 
 registry = FieldTypeRegistry()
 for _type in (Text, TextArea, Integer, Decimal, Currency, Percent, Boolean, Date, DateTime, Email, Phone, Url,
-              Picklist, MultiPicklist, Lookup, MasterDetail, AutoNumber, Geolocation, Json):
+              Picklist, MultiPicklist, Lookup, MasterDetail, AutoNumber, Geolocation, Json, Formula, Rollup):
     registry.register(_type)
 
 __all__ = ["FieldType", "FieldTypeRegistry", "ValueProblem", "registry"]

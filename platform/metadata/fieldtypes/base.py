@@ -53,6 +53,8 @@ class FieldType(ABC):
     """What a value failing the type's JSON Schema pattern is told."""
     safe_changes_from: ClassVar[frozenset[str]] = frozenset()
     """Types a field may change from into this one, converting its data safely."""
+    computed: ClassVar[bool] = False
+    """True for values computed on read (formulas): no column is stored."""
 
     # -- storage ---------------------------------------------------------------------------
     @abstractmethod
@@ -70,6 +72,25 @@ class FieldType(ABC):
 
     def from_row(self, field: "FieldDef", row: Any) -> Any:
         return row[field.api_name]
+
+    def selectable(self, field: "FieldDef", table) -> list | None:
+        """What a query reads for the field, one per column name; ``None`` when SQL cannot
+        compute it (a formula computed after reading)."""
+        return [table.c[name] for name in self.column_names(field)]
+
+    def in_sql(self, field: "FieldDef") -> bool:
+        """Whether the database computes the value, so queries may filter, sort and group on it."""
+        return True
+
+    def value_field(self, field: "FieldDef") -> "FieldDef":
+        """The field as its values are typed (a formula's or roll-up's result type)."""
+        return field
+
+    def operators_for(self, field: "FieldDef") -> frozenset[str]:
+        return self.operators
+
+    def scalar_for(self, field: "FieldDef") -> str:
+        return self.graphql_scalar
 
     # -- validation ------------------------------------------------------------------------
     @abstractmethod

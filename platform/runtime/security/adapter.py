@@ -6,6 +6,8 @@ transaction as their audit entry and the policy version bump; Casbin only ever l
 - ``g, <user id>, <role>, <unit id>``: a membership (the org unit is the domain);
 - ``p, <role>, <object>, <action>, <scope>``: a role may ``action`` records of ``object`` within
   ``scope`` (read and export carry the read scope, the other actions the write scope);
+- ``p, <role>, <object>/<business type>, <action>, <scope>``: the same, for the records of that
+  business type only: a grant limited to types gives one such line per type and action;
 - ``p, <role>, <object>.<field>, field, hidden|read``: a field restricted for that role;
 - ``p, <role>, *, *, all``: an administrator role.
 """
@@ -15,6 +17,7 @@ from casbin import persist
 from sqlalchemy import Connection, select
 
 from . import store
+from .grants import typed_object
 
 READ_ACTIONS = ("read", "export")
 ADMIN_RULE = ("*", "*", "all")
@@ -28,9 +31,12 @@ def policy_lines(conn: Connection) -> list[tuple[str, ...]]:
             lines.append(("p", role.name, *ADMIN_RULE))
     grants = store.object_grants
     for row in conn.execute(select(grants).order_by(grants.c.role_name, grants.c.object_api_name)):
-        for action in row.actions:
-            scope = row.read_scope if action in READ_ACTIONS else row.write_scope
-            lines.append(("p", row.role_name, row.object_api_name, action, scope))
+        kinds = store.business_types_list(row.business_types)
+        objects = [typed_object(row.object_api_name, kind) for kind in kinds] if kinds else [row.object_api_name]
+        for policy_object in objects:
+            for action in row.actions:
+                scope = row.read_scope if action in READ_ACTIONS else row.write_scope
+                lines.append(("p", row.role_name, policy_object, action, scope))
     fields = store.field_grants
     for row in conn.execute(select(fields).order_by(fields.c.role_name, fields.c.object_api_name, fields.c.field_api_name)):
         lines.append(("p", row.role_name, f"{row.object_api_name}.{row.field_api_name}", "field", row.access))

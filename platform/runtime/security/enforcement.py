@@ -3,12 +3,14 @@
 A user's scope on an object becomes one predicate on the record table: their own records, records
 of the units they hold the role in and of the subtrees below those units (one ``IN`` over their
 unit ids, taken from the org tree's materialized paths as loaded with the policy), and records
-shared with them or their units or whose team they are on. It is built once per user, object,
-action and table for each policy version. Administrators and the platform itself pass unfiltered.
-"""
+shared with them or their units or whose team they are on. A membership whose grant is limited to
+business types reaches only records of those types (``business_type IN (...)`` beside its units);
+shares and teams are not limited by type. It is built once per user, object, action and table for
+each policy version (type limits are part of the policy). Administrators and the platform itself
+pass unfiltered."""
 from __future__ import annotations
 
-from sqlalchemy import Table, false, or_, select, true
+from sqlalchemy import Table, and_, false, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...metadata.actors import Actor
@@ -16,7 +18,7 @@ from ...metadata.definitions import ObjectDef
 from ...metadata.errors import Forbidden
 from ..access import FieldAccess
 from . import store
-from .grants import MANAGED_ACTIONS, MANAGED_FIELDS, READ_ACTIONS
+from .grants import MANAGED_ACTIONS, MANAGED_FIELDS, READ_ACTIONS, Scope
 from .policies import UNITS, PolicyStore
 
 SHARED_ACTIONS = frozenset({"read", "export", "update"})
@@ -52,20 +54,12 @@ class RolePolicy:
         return access.remember(("rows", obj.api_name, action, table), lambda: self._predicate(access, obj, table, action))
 
     def _predicate(self, access, obj: ObjectDef, table: Table, action: str) -> ColumnElement[bool]:
-        scope = access.on(obj.api_name).scopes.get(action)
-        if scope is None:
+        parts = access.on(obj.api_name).parts(action)
+        if not parts:
             return false()
-        if scope.everything:
+        if parts[0].everything and parts[0].business_types is None:
             return true()
-        terms = [table.c.owner_id == access.user_id]
-        below = self.policies.units_below(scope.subtrees) if scope.subtrees else ()
-        if below is None:
-            reached = or_(*(UNITS.c.path.startswith(path, autoescape=True) for path in scope.subtrees))
-            terms.append(table.c.org_unit_id.in_(select(UNITS.c.id).where(reached)))
-            below = ()
-        units = sorted(scope.units.union(below))
-        if units:
-            terms.append(table.c.org_unit_id.in_(units))
+        terms = [self._reach(access, part, table) for part in parts]
         if action in SHARED_ACTIONS:
             levels = ("read", "edit") if action in READ_ACTIONS else ("edit",)
             shares, team = store.record_shares, store.team_members
@@ -75,6 +69,23 @@ class RolePolicy:
             terms.append(table.c.id.in_(select(team.c.record_id).where(
                 team.c.object_api_name == obj.api_name, team.c.user_id == access.user_id, team.c.access.in_(levels))))
         return or_(*terms)
+
+    def _reach(self, access, part: Scope, table: Table) -> ColumnElement[bool]:
+        """The rows of one scope part: own records, its units and subtrees, of its types if limited."""
+        kinds = table.c.business_type.in_(sorted(part.business_types)) if part.business_types is not None else None
+        if part.everything:
+            return kinds
+        terms = [table.c.owner_id == access.user_id]
+        below = self.policies.units_below(part.subtrees) if part.subtrees else ()
+        if below is None:
+            reached = or_(*(UNITS.c.path.startswith(path, autoescape=True) for path in part.subtrees))
+            terms.append(table.c.org_unit_id.in_(select(UNITS.c.id).where(reached)))
+            below = ()
+        units = sorted(part.units.union(below))
+        if units:
+            terms.append(table.c.org_unit_id.in_(units))
+        rows = or_(*terms)
+        return rows if kinds is None else and_(kinds, rows)
 
     def field_access(self, actor: Actor, obj: ObjectDef) -> FieldAccess:
         managed = MANAGED_FIELDS.get(obj.api_name, frozenset())

@@ -5,12 +5,16 @@ actions granted, the rows each action reaches (:class:`Scope`) and the fields hi
 Grants combine by union, as Casbin's matcher reads them: a role's grant on ``*`` applies to every
 object alongside its grants on single objects; over several memberships a scope is the widest any
 gives, and a field is hidden only when every role granting read on the object hides it.
+
+A grant may be limited to some business types of its object (policy object ``opportunity/printers``):
+what such a membership reaches counts only for records of those types. An action's rows are then
+the union of a few :class:`Scope` parts, one per distinct type limit (``None``: no limit).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 ACTIONS = ("read", "create", "update", "delete", "export", "transfer", "restore", "reopen")
 SCOPES = ("own", "unit", "unit_and_below", "all")
@@ -20,6 +24,10 @@ SHARE_ACCESS = ("read", "edit")
 READ_ACTIONS = frozenset({"read", "export"})
 
 MAX_REMEMBERED = 512
+
+TYPE_SEPARATOR = "/"
+"""Between an object and one of its business types in a policy line (``opportunity/printers``);
+api names never hold it, and Casbin's model files read ``#`` as a comment."""
 
 DIRECTORY_OBJECTS = ("user", "org_unit")
 """Every signed-in user may read these (scope ``all``) even when no role names them; grants on
@@ -45,7 +53,8 @@ class Membership:
 
 @dataclass(frozen=True)
 class Scope:
-    """The rows an action reaches: everything, or own records plus whole units and subtrees.
+    """The rows an action reaches: everything, or own records plus whole units and subtrees; with
+    ``business_types``, only the records of those types among them.
 
     Shares and team memberships widen every limited scope of ``read``, ``export`` and ``update``.
     """
@@ -53,31 +62,40 @@ class Scope:
     everything: bool = False
     units: frozenset[str] = frozenset()
     subtrees: tuple[str, ...] = ()
+    business_types: frozenset[str] | None = None
 
     def widened(self, scope: str, membership: Membership) -> "Scope":
         if self.everything or scope == "all":
-            return Scope(everything=True)
+            return replace(self, everything=True, units=frozenset(), subtrees=())
         if scope == "unit":
-            return Scope(units=self.units | {membership.unit_id}, subtrees=self.subtrees)
+            return replace(self, units=self.units | {membership.unit_id})
         if scope == "unit_and_below":
             if any(membership.unit_path.startswith(p) for p in self.subtrees):
                 return self
             paths = {p for p in self.subtrees if not p.startswith(membership.unit_path)} | {membership.unit_path}
-            return Scope(units=self.units, subtrees=tuple(sorted(paths)))
+            return replace(self, subtrees=tuple(sorted(paths)))
         return self
 
 
 @dataclass(frozen=True)
 class ObjectAccess:
-    """One user's rights on one object."""
+    """One user's rights on one object: per action, the rows reached among records of every type
+    (``scopes``) and the rows reached only among records of some business types (``typed_scopes``:
+    one part per distinct type limit); an action's rows are the union of its parts."""
 
     scopes: Mapping[str, Scope]
     hidden: frozenset[str] = frozenset()
     read_only: frozenset[str] = frozenset()
     create_unit: str | None = None
+    typed_scopes: Mapping[str, tuple[Scope, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     def allows(self, action: str) -> bool:
-        return action in self.scopes
+        return action in self.scopes or action in self.typed_scopes
+
+    def parts(self, action: str) -> tuple[Scope, ...]:
+        """Every part of the rows ``action`` reaches, the one without a type limit first."""
+        unlimited = self.scopes.get(action)
+        return ((unlimited,) if unlimited is not None else ()) + self.typed_scopes.get(action, ())
 
 
 EVERYTHING = Scope(everything=True)
@@ -116,26 +134,49 @@ class UserAccess:
         return found
 
 
+def typed_object(object_api_name: str, business_type: str) -> str:
+    """The policy object of a grant limited to one business type."""
+    return f"{object_api_name}{TYPE_SEPARATOR}{business_type}"
+
+
+def grants_on(rules: Iterable[tuple[str, str, str]], object_api_name: str) -> list[tuple[str, str, frozenset[str] | None]]:
+    """One role's ``(action, scope, business types or None)`` on an object: its grant on the
+    object (limited to types or not) and, but on the directory objects, its grant on ``*``."""
+    plain = (object_api_name,) if object_api_name in DIRECTORY_OBJECTS else (object_api_name, "*")
+    prefix = object_api_name + TYPE_SEPARATOR
+    found: list[tuple[str, str, frozenset[str] | None]] = []
+    typed: dict[tuple[str, str], set[str]] = {}
+    for obj, action, scope in rules:
+        if action == "field":
+            continue
+        if obj in plain:
+            found.append((action, scope, None))
+        elif obj.startswith(prefix):
+            typed.setdefault((action, scope), set()).add(obj[len(prefix):])
+    found.extend((action, scope, frozenset(kinds)) for (action, scope), kinds in typed.items())
+    return found
+
+
 def object_access(memberships: list[Membership], rules_by_role: Mapping[str, list[tuple[str, str, str]]], object_api_name: str) -> ObjectAccess:
     """Combine the memberships' role rules ``(object, action, scope)`` for one object."""
-    scopes: dict[str, Scope] = {"read": EVERYTHING} if object_api_name in DIRECTORY_OBJECTS else {}
+    parts: dict[str, dict[frozenset[str] | None, Scope]] = {"read": {None: EVERYTHING}} if object_api_name in DIRECTORY_OBJECTS else {}
     hidden_sets: list[frozenset[str]] = []
     restricted_sets: list[frozenset[str]] = []
     create_unit = None
     for membership in memberships:
         rules = rules_by_role.get(membership.role, [])
-        applies = (object_api_name,) if object_api_name in DIRECTORY_OBJECTS else (object_api_name, "*")
-        actions = [(a, s) for o, a, s in rules if o in applies and a != "field"]
+        grants = grants_on(rules, object_api_name)
         prefix = object_api_name + "."
         restrictions = {o[len(prefix):]: s for o, a, s in rules if a == "field" and o.startswith(prefix)}
-        if not actions:
+        if not grants:
             if restrictions and object_api_name in DIRECTORY_OBJECTS:
                 hidden_sets.append(frozenset(f for f, access in restrictions.items() if access == "hidden"))
             continue
         granted = set()
-        for action, scope in actions:
+        for action, scope, kinds in grants:
             for one in (ACTIONS if action == "*" else (action,)):
-                scopes[one] = scopes.get(one, Scope()).widened(scope, membership)
+                by_limit = parts.setdefault(one, {})
+                by_limit[kinds] = by_limit.get(kinds, Scope(business_types=kinds)).widened(scope, membership)
                 granted.add(one)
         if "read" in granted:
             hidden_sets.append(frozenset(f for f, access in restrictions.items() if access == "hidden"))
@@ -146,6 +187,24 @@ def object_access(memberships: list[Membership], rules_by_role: Mapping[str, lis
     hidden = frozenset.intersection(*hidden_sets) if hidden_sets else frozenset()
     read_only = (frozenset.intersection(*restricted_sets) if restricted_sets else frozenset()) | hidden
     read_only |= MANAGED_FIELDS.get(object_api_name, frozenset())
-    for action in MANAGED_ACTIONS.get(object_api_name, ()):
-        scopes.pop(action, None)
-    return ObjectAccess(MappingProxyType(scopes), hidden, read_only, create_unit)
+    scopes: dict[str, Scope] = {}
+    typed_scopes: dict[str, tuple[Scope, ...]] = {}
+    for action, by_limit in parts.items():
+        if action in MANAGED_ACTIONS.get(object_api_name, ()):
+            continue
+        unlimited = by_limit.pop(None, None)
+        if unlimited is not None:
+            scopes[action] = unlimited
+        if by_limit and not (unlimited is not None and unlimited.everything):
+            typed_scopes[action] = merged(by_limit.values())
+    return ObjectAccess(MappingProxyType(scopes), hidden, read_only, create_unit, MappingProxyType(typed_scopes))
+
+
+def merged(parts: Iterable[Scope]) -> tuple[Scope, ...]:
+    """Type-limited parts as few as answer the same rows: parts reaching the same units become one
+    part over all their types (in a stable order, for stable SQL)."""
+    by_reach: dict[tuple[bool, frozenset[str], tuple[str, ...]], set[str]] = {}
+    for part in parts:
+        by_reach.setdefault((part.everything, part.units, part.subtrees), set()).update(part.business_types or ())
+    return tuple(sorted((Scope(everything, units, subtrees, frozenset(kinds)) for (everything, units, subtrees), kinds in by_reach.items()),
+                        key=lambda p: (sorted(p.business_types), not p.everything, sorted(p.units), p.subtrees)))

@@ -13,6 +13,7 @@ from sqlalchemy import (
 )
 
 from ...metadata.actors import Actor
+from ...metadata.definitions import ObjectDef
 from ...metadata.errors import (
     FieldError,
     Forbidden,
@@ -21,6 +22,7 @@ from ...metadata.errors import (
     ValidationFailed,
 )
 from ...metadata.names import API_NAME
+from ...metadata.store import layouts as layout_table
 from . import store
 from .changes import (
     ADMINISTRATOR,
@@ -81,14 +83,24 @@ class Roles(SecurityBase):
             held = conn.execute(select(func.count()).select_from(store.memberships).where(store.memberships.c.role_name == name)).scalar_one()
             if held:
                 raise InUse(f"{held} membership(s) still hold the role '{name}'; remove them first.", memberships=held)
+            conn.execute(select(store.roles.c.name).where(store.roles.c.name == name).with_for_update())
+            naming = [f"{row.object_api_name}.{row.api_name}" for row in conn.execute(
+                select(layout_table.c.object_api_name, layout_table.c.api_name).where(layout_table.c.role == name)
+                .order_by(layout_table.c.object_api_name, layout_table.c.api_name))]
+            if naming:
+                raise InUse(f"The layout(s) {', '.join(naming)} name the role '{name}'; change or delete them first.",
+                            field="name", layouts=naming)
             conn.execute(delete(store.roles).where(store.roles.c.name == name))
 
     def set_object_grant(self, actor: Actor, role: str, object_api_name: str, actions: Any, read_scope: Any = "own",
-                         write_scope: Any = "own") -> dict[str, Any]:
-        """What ``role`` may do with records of an object (``*``: every object without its own grant)."""
+                         write_scope: Any = "own", business_types: Any = None) -> dict[str, Any]:
+        """What ``role`` may do with records of an object (``*``: every object without its own grant);
+        with ``business_types``, only with the records of those business types of the object
+        (``None`` or empty: of every type)."""
         self._require_admin(actor)
         errors = []
-        if object_api_name != "*" and object_api_name not in self.records.catalogs.current().objects:
+        obj = self.records.catalogs.current().objects.get(object_api_name)
+        if object_api_name != "*" and obj is None:
             errors.append(FieldError("UNKNOWN_OBJECT", "object", f"there is no object named '{object_api_name}'"))
         if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
             errors.append(FieldError("INVALID_TYPE", "actions", "must be a list of actions"))
@@ -98,19 +110,43 @@ class Roles(SecurityBase):
         for field, scope in (("read_scope", read_scope), ("write_scope", write_scope)):
             if scope not in SCOPES:
                 errors.append(FieldError("INVALID_VALUE", field, f"must be one of {', '.join(SCOPES)}"))
+        errors.extend(self._business_type_problems(object_api_name, obj, business_types))
         if errors:
             raise ValidationFailed.of(errors)
         actions = [a for a in ACTIONS if a in actions]
+        kinds = store.business_types_text(business_types or ())
         g = store.object_grants
         details = {"object": object_api_name, "actions": actions, "read_scope": read_scope, "write_scope": write_scope}
+        if kinds is not None:
+            details["business_types"] = store.business_types_list(kinds)
         with self._change(actor, "grant.object", f"role:{role}", details, policy=True) as change:
             conn = change.conn
             self._role_exists(conn, role)
             conn.execute(delete(g).where(g.c.role_name == role, g.c.object_api_name == object_api_name))
             if actions:
                 conn.execute(insert(g).values(role_name=role, object_api_name=object_api_name, actions=actions,
-                                              read_scope=read_scope, write_scope=write_scope))
+                                              read_scope=read_scope, write_scope=write_scope, business_types=kinds))
         return self.role(actor, role)
+
+    @staticmethod
+    def _business_type_problems(object_api_name: str, obj: ObjectDef | None, business_types: Any) -> list[FieldError]:
+        if business_types is None:
+            return []
+        if not isinstance(business_types, (list, tuple)) or not all(isinstance(k, str) for k in business_types):
+            return [FieldError("INVALID_TYPE", "business_types", "must be a list of business type api names")]
+        if not business_types:
+            return []
+        if object_api_name == "*":
+            return [FieldError("INVALID_VALUE", "business_types",
+                               "a grant on * covers every object and cannot be limited to business types; "
+                               "limit the grants of single objects instead")]
+        if obj is None:
+            return []
+        known = ", ".join(k.api_name for k in obj.business_types)
+        hint = f"its business types are {known}" if known else "it has no business types"
+        return [FieldError("UNKNOWN_BUSINESS_TYPE", f"business_types.{i}",
+                           f"'{object_api_name}' has no business type named '{kind}' ({hint})")
+                for i, kind in enumerate(business_types) if obj.business_type(kind) is None]
 
     def set_field_grant(self, actor: Actor, role: str, object_api_name: str, field_api_name: str, access: Any) -> dict[str, Any]:
         """``hidden``, ``read`` (read-only) or ``edit`` (the default: no restriction)."""
@@ -152,7 +188,8 @@ class Roles(SecurityBase):
                                                                        store.field_grants.c.field_api_name)).mappings().all()
         for role in roles:
             role["objects"] = [{"object": g["object_api_name"], "actions": list(g["actions"]), "read_scope": g["read_scope"],
-                                "write_scope": g["write_scope"]} for g in objects if g["role_name"] == role["name"]]
+                                "write_scope": g["write_scope"], "business_types": store.business_types_list(g["business_types"])}
+                               for g in objects if g["role_name"] == role["name"]]
             role["fields"] = [{"object": g["object_api_name"], "field": g["field_api_name"], "access": g["access"]}
                               for g in fields if g["role_name"] == role["name"]]
         return roles

@@ -9,25 +9,43 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Connection,
+    Engine,
     delete,
+    func,
     insert,
+    inspect,
     select,
     update,
 )
 
-from ...metadata.database import WRITE
+from ...metadata.database import WRITE, is_sqlite
+from ...metadata.service import INSTALL_LOCK
+from ..records import RecordService
 from . import store
 from .authentication import Authentication
-from .changes import ADMINISTRATOR, utc_now
+from .changes import ADMINISTRATOR, SESSION_HOURS, utc_now
 from .directory import Directory
+from .policies import PolicyStore
+from .rate_limit import AttemptCounter
 from .roles import Roles
 from .sharing import Sharing
+from .upgrades import upgrade
 
 
 class SecurityService(Authentication, Directory, Roles, Sharing):
+    def __init__(self, engine: Engine, records: RecordService, policies: PolicyStore, attempts: AttemptCounter,
+                 session_hours: float = SESSION_HOURS):
+        super().__init__(engine, records, policies, attempts, session_hours)
+
     def install(self) -> None:
+        """Create the security tables when missing and upgrade older ones; safe to run again, also
+        by several processes at once (they queue on the metadata install's lock)."""
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            if not is_sqlite(conn):
+                conn.execute(select(func.pg_advisory_xact_lock(INSTALL_LOCK)))
+            existed = inspect(conn).has_table(store.object_grants.name)
             store.security_metadata.create_all(conn)
+            upgrade(conn, existed)
             if conn.execute(select(store.policy_version.c.version)).first() is None:
                 conn.execute(insert(store.policy_version).values(id=1, version=1))
             if conn.execute(select(store.roles.c.name).where(store.roles.c.name == ADMINISTRATOR)).first() is None:

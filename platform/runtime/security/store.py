@@ -2,9 +2,12 @@
 tokens, record shares and teams, the policy version and the audit log.
 
 Roles, grants and memberships are what Casbin loads as policy lines (:mod:`.adapter`); shares and
-teams are per-record data read by the permission predicate itself.
+teams are per-record data read by the permission predicate itself. Databases made by earlier
+versions are brought to this layout at install (:mod:`.upgrades`).
 """
 from __future__ import annotations
+
+from typing import Iterable
 
 from sqlalchemy import (
     BigInteger,
@@ -30,6 +33,28 @@ policy_version = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+security_revision = Table(
+    "lc_security_revision", security_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", Integer, nullable=False),
+)
+"""Which of the security tables' layout upgrades (:mod:`.upgrades`) this database has had."""
+
+
+def grant_business_types_column() -> Column:
+    """The business types an object grant is limited to: their api names, sorted and joined by
+    commas (``printers,scanners``); null when the grant covers records of every type."""
+    return Column("business_types", Text, nullable=True)
+
+
+def business_types_text(kinds: Iterable[str]) -> str | None:
+    return ",".join(sorted(set(kinds))) or None
+
+
+def business_types_list(stored: str | None) -> list[str]:
+    return stored.split(",") if stored else []
+
+
 roles = Table(
     "lc_role", security_metadata,
     Column("name", String(63), primary_key=True),
@@ -47,6 +72,7 @@ object_grants = Table(
     Column("actions", JsonValue, nullable=False),
     Column("read_scope", String(31), nullable=False),
     Column("write_scope", String(31), nullable=False),
+    grant_business_types_column(),
 )
 
 field_grants = Table(
