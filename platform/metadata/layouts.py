@@ -90,6 +90,9 @@ def problems(objects: dict[str, ObjectDef], obj: ObjectDef, layout: LayoutDef) -
                 placed[name] = path
             if item.get("required") and item.get("read_only"):
                 errors.append(FieldError("INVALID_VALUE", f"sections.{s}.fields.{i}", "a field cannot be both required and read-only"))
+            elif item.get("required") and (field := obj.field(name)) is not None and not field.field_type.writable:
+                errors.append(FieldError("INVALID_VALUE", f"sections.{s}.fields.{i}.required",
+                                         f"the platform computes or assigns a {field.type} field, so a layout cannot require it"))
     for r, related in enumerate(layout.related_lists):
         child = objects.get(related["object"])
         link = child.field(related["field"]) if child else None

@@ -2,8 +2,9 @@
 
 The order of a save, for every write of the record service: system validation (types, required
 fields, business type and stage, unique values, lookup targets) → before-save hooks → the layout's
-required fields and the validation rules → write → history → after-save hooks, all in the write's
-transaction.
+required fields and the validation rules → write → history (and the masters' roll-ups) → after-save
+hooks, all in the write's transaction. Rules see the record's formulas computed (with CEL) from the
+values being saved.
 """
 from __future__ import annotations
 

@@ -236,6 +236,17 @@ def test_errors_name_the_place_and_the_reason(rt):
     assert [e.message for e in caught.value.errors] == ["gives a bool value, which a integer result cannot hold"]
 
 
+def test_a_layout_cannot_require_a_formula(rt):
+    layout = {"api_name": "form", "label": "Form", "sections": [{"label": "Main", "fields": [
+        {"field": "name", "required": True}, {"field": "amount", "required": True}, {"field": "band"}]}]}
+    with pytest.raises(InvalidDefinition) as caught:
+        rt.metadata.create_layout(S, "deal", layout)
+    assert [e.as_dict() for e in caught.value.errors] == [{"code": "INVALID_VALUE", "field": "sections.0.fields.1.required",
+                                                           "message": "the platform computes or assigns a formula field, so a layout cannot require it"}]
+    layout["sections"][0]["fields"][1]["required"] = False
+    assert rt.metadata.create_layout(S, "deal", layout).api_name == "form"
+
+
 def test_changing_formulas_and_what_they_read(rt):
     record = seed(rt)[0]
     rt.metadata.update_field(S, "deal", "band", {"label": "Size", "options": {"expression": "record.qty > 6 ? 'L' : 'S'", "result_type": "text"}})
