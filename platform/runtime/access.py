@@ -37,11 +37,11 @@ class AccessPolicy(Protocol):
     def field_access(self, actor: Actor, obj: ObjectDef) -> FieldAccess:
         """The fields of ``obj`` that ``actor`` may not read or not write."""
 
-    def owning_unit(self, actor: Actor, obj: ObjectDef) -> str | None:
-        """The org unit a record of ``obj`` created by ``actor`` belongs to unless one is given."""
+    def owning_unit(self, actor: Actor, obj: ObjectDef, business_type: str | None = None) -> str | None:
+        """The org unit a record of ``obj`` (of ``business_type``) created by ``actor`` belongs to unless one is given."""
 
-    def home_unit(self, user_id: str, obj: ObjectDef) -> str | None:
-        """The org unit a record of ``obj`` moves to when it is transferred to ``user_id``."""
+    def home_unit(self, user_id: str, obj: ObjectDef, business_type: str | None = None) -> str | None:
+        """The org unit a record of ``obj`` (of ``business_type``) moves to when it is transferred to ``user_id``."""
 
 
 class OpenAccess:
@@ -56,8 +56,8 @@ class OpenAccess:
     def field_access(self, actor: Actor, obj: ObjectDef) -> FieldAccess:
         return FieldAccess()
 
-    def owning_unit(self, actor: Actor, obj: ObjectDef) -> str | None:
+    def owning_unit(self, actor: Actor, obj: ObjectDef, business_type: str | None = None) -> str | None:
         return None
 
-    def home_unit(self, user_id: str, obj: ObjectDef) -> str | None:
+    def home_unit(self, user_id: str, obj: ObjectDef, business_type: str | None = None) -> str | None:
         return None

@@ -517,7 +517,8 @@ class RecordService:
                 errors.append(FieldError("REQUIRED", "owner_id", "names the new owner"))
             if errors:
                 raise ValidationFailed.of(errors)
-            coerced.setdefault("org_unit_id", self.policy.home_unit(coerced["owner_id"], obj) or current["org_unit_id"])
+            coerced.setdefault("org_unit_id", self.policy.home_unit(coerced["owner_id"], obj, current.get("business_type"))
+                               or current["org_unit_id"])
             errors = self._database_problems(conn, catalog, obj, actor, [coerced], [current["id"]], False)
             if errors:
                 raise ValidationFailed.of(errors)
@@ -600,10 +601,10 @@ class RecordService:
         now = _now()
         canonical = list(obj.fields_by_name)
         starting = rollups.starting_values(obj)
-        home = self.policy.owning_unit(actor, obj)
         for position, record in enumerate(records):
             record.update({
-                "id": new_record_id(), "owner_id": record.get("owner_id") or actor.id, "org_unit_id": record.get("org_unit_id") or home,
+                "id": new_record_id(), "owner_id": record.get("owner_id") or actor.id,
+                "org_unit_id": record.get("org_unit_id") or self.policy.owning_unit(actor, obj, record.get("business_type")),
                 "business_type": record.get("business_type"), "stage_entered_at": now if record.get("stage") else None,
                 "created_at": now, "created_by": actor.id, "updated_at": now, "updated_by": actor.id, "version": 1, "deleted_at": None,
             })

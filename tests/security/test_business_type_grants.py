@@ -324,6 +324,10 @@ def test_a_user_with_two_memberships_creates_each_type_within_its_own_units(worl
     assert world.error(CREATE, {"input": {**as_staff, "businessType": "COPIERS", "orgUnitId": west}}, "duo") == {
         "code": "FORBIDDEN", "errors": [OUTSIDE_CREATE]}
     assert world.count_named("t duo scanners") == 1
+    own = world.data("""mutation ($inputs: [OpportunityCreateInput!]!) { createOpportunities(inputs: $inputs) {
+        businessType orgUnitId } }""", {"inputs": [{"name": "t duo own 0", "businessType": "SCANNERS"},
+                                                   {"name": "t duo own 1", "businessType": "PRINTERS"}]}, "duo")
+    assert own["createOpportunities"] == [{"businessType": "SCANNERS", "orgUnitId": west}, {"businessType": "PRINTERS", "orgUnitId": east}]
 
 
 def test_bulk_create_is_all_or_nothing_per_type(world):

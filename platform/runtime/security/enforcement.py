@@ -97,19 +97,20 @@ class RolePolicy:
         granted = access.on(obj.api_name)
         return FieldAccess(hidden=granted.hidden, read_only=granted.read_only)
 
-    def owning_unit(self, actor: Actor, obj: ObjectDef) -> str | None:
+    def owning_unit(self, actor: Actor, obj: ObjectDef, business_type: str | None = None) -> str | None:
         access = actor.access
         if access is None:
             return None
-        return self._home(access, obj)
+        return self._home(access, obj, business_type)
 
-    def home_unit(self, user_id: str, obj: ObjectDef) -> str | None:
-        return self._home(self.policies.loaded_access(user_id), obj)
+    def home_unit(self, user_id: str, obj: ObjectDef, business_type: str | None = None) -> str | None:
+        return self._home(self.policies.loaded_access(user_id), obj, business_type)
 
     @staticmethod
-    def _home(access, obj: ObjectDef) -> str | None:
-        """The unit of the first membership whose role may create ``obj`` records, else the first."""
-        unit = access.on(obj.api_name).create_unit
+    def _home(access, obj: ObjectDef, business_type: str | None) -> str | None:
+        """The unit of the first membership whose role may create ``obj`` records (of that business
+        type), else the first."""
+        unit = access.on(obj.api_name).create_unit_for(business_type)
         if unit is None and access.memberships:
             return access.memberships[0].unit_id
         return unit

@@ -88,6 +88,12 @@ class ObjectAccess:
     read_only: frozenset[str] = frozenset()
     create_unit: str | None = None
     typed_scopes: Mapping[str, tuple[Scope, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    creating: tuple[tuple[str, frozenset[str] | None], ...] = ()
+    """The units of the memberships that may create records, in order, with their type limits."""
+
+    def create_unit_for(self, business_type: str | None) -> str | None:
+        """The unit of the first membership that may create records of ``business_type``."""
+        return next((unit for unit, kinds in self.creating if kinds is None or business_type in kinds), self.create_unit)
 
     def allows(self, action: str) -> bool:
         return action in self.scopes or action in self.typed_scopes
@@ -163,6 +169,7 @@ def object_access(memberships: list[Membership], rules_by_role: Mapping[str, lis
     hidden_sets: list[frozenset[str]] = []
     restricted_sets: list[frozenset[str]] = []
     create_unit = None
+    creating: list[tuple[str, frozenset[str] | None]] = []
     for membership in memberships:
         rules = rules_by_role.get(membership.role, [])
         grants = grants_on(rules, object_api_name)
@@ -178,6 +185,8 @@ def object_access(memberships: list[Membership], rules_by_role: Mapping[str, lis
                 by_limit = parts.setdefault(one, {})
                 by_limit[kinds] = by_limit.get(kinds, Scope(business_types=kinds)).widened(scope, membership)
                 granted.add(one)
+                if one == "create":
+                    creating.append((membership.unit_id, kinds))
         if "read" in granted:
             hidden_sets.append(frozenset(f for f, access in restrictions.items() if access == "hidden"))
         if granted & {"create", "update"}:
@@ -197,7 +206,7 @@ def object_access(memberships: list[Membership], rules_by_role: Mapping[str, lis
             scopes[action] = unlimited
         if by_limit and not (unlimited is not None and unlimited.everything):
             typed_scopes[action] = merged(by_limit.values())
-    return ObjectAccess(MappingProxyType(scopes), hidden, read_only, create_unit, MappingProxyType(typed_scopes))
+    return ObjectAccess(MappingProxyType(scopes), hidden, read_only, create_unit, MappingProxyType(typed_scopes), tuple(creating))
 
 
 def merged(parts: Iterable[Scope]) -> tuple[Scope, ...]:
