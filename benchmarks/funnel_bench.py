@@ -19,10 +19,9 @@ from decimal import Decimal
 from time import perf_counter
 
 from lowcode.metadata.actors import SYSTEM_ACTOR
-from lowcode.metadata.database import database_engine
 from lowcode.runtime import Runtime
 from lowcode.server.app import Settings, create_app
-from permissions_bench import Raw, capturing, ms, pct
+from permissions_bench import Raw, capturing, ms, pct, stored_params
 
 NAME = "funnel"
 MARKER = "bench_funnel_marker"
@@ -68,23 +67,10 @@ def params_of(args):
 
 
 # -- the database --------------------------------------------------------------------------------
-def stored_params(url):
-    """The marker's parameters, or None when the database holds no (complete) funnel data."""
-    engine = database_engine(url)
-    try:
-        with engine.connect() as conn:
-            if conn.exec_driver_sql("SELECT to_regclass(%s)", (f"public.{MARKER}",)).scalar() is None:
-                return None
-            row = conn.exec_driver_sql(f"SELECT params FROM {MARKER}").first()
-            return row[0] if row else None
-    finally:
-        engine.dispose()
-
-
 def open_runtime(url, args, reset):
     """The kept database when its marker matches the parameters, else an empty one (``reset``
     drops the public schema) that the benchmark fills."""
-    if args.funnel_rebuild or stored_params(url) != params_of(args):
+    if args.funnel_rebuild or stored_params(url, MARKER) != params_of(args):
         reset(url)
     return Runtime.connect(url).install()
 

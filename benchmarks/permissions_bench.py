@@ -77,15 +77,17 @@ def params_of(args):
 
 
 # -- the database --------------------------------------------------------------------------------
-def stored_params(url):
-    """The marker's parameters, or None when the database holds no (complete) scoped_list data."""
+def stored_params(url, marker=None):
+    """The parameters in the ``marker`` table (scoped_list's by default), or None when the database
+    holds no (complete) data of that benchmark."""
+    marker = marker or MARKER
     engine = database_engine(url)
     try:
         with engine.connect() as conn:
-            found = conn.exec_driver_sql("SELECT to_regclass(%s)", (f"public.{MARKER}",)).scalar()
+            found = conn.exec_driver_sql("SELECT to_regclass(%s)", (f"public.{marker}",)).scalar()
             if found is None:
                 return None
-            row = conn.exec_driver_sql(f"SELECT params FROM {MARKER}").first()
+            row = conn.exec_driver_sql(f"SELECT params FROM {marker}").first()
             return row[0] if row else None
     finally:
         engine.dispose()
