@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from .base import FieldType
 
 DECIMAL_RESULTS = ("decimal", "currency", "percent")
@@ -11,8 +13,9 @@ class DerivedField(FieldType):
 
     writable = False
 
+    @abstractmethod
     def result_name(self, field) -> str:
-        raise NotImplementedError
+        """The field type of the values (``integer`` for a count...)."""
 
     def result(self, field) -> FieldType:
         from . import registry
