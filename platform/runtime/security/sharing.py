@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import (
     Connection,
@@ -34,29 +34,16 @@ class Sharing(SecurityBase):
         grantee_id = parse_id(grantee_id, "grantee_id")
         if access not in SHARE_ACCESS:
             raise invalid("access", "must be read or edit")
-        s = store.record_shares
         details = {"object": object_api_name, "record_id": str(record_id), "grantee_id": grantee_id, "access": access}
-        with self._change(actor, "record.share", f"{object_api_name}:{record_id}", details, policy=False) as change:
-            conn = change.conn
-            record_id = self._editable_record(conn, actor, object_api_name, record_id)
-            kind = self._grantee_kind(conn, grantee_id)
-            conn.execute(delete(s).where(s.c.object_api_name == object_api_name, s.c.record_id == record_id, s.c.grantee_id == grantee_id))
-            created_at = utc_now()
-            conn.execute(insert(s).values(object_api_name=object_api_name, record_id=record_id, grantee_id=grantee_id, grantee_kind=kind,
-                                          access=access, created_at=created_at, created_by=actor.id))
-        return {"object": object_api_name, "record_id": record_id, "grantee_id": grantee_id, "grantee_kind": kind, "access": access,
-                "created_at": created_at, "created_by": actor.id}
+        row = self._put_on_record(actor, "record.share", store.record_shares, "grantee_id", object_api_name, record_id, details,
+                                  lambda conn: {"grantee_kind": self._grantee_kind(conn, grantee_id), "access": access})
+        return {key: row[key] for key in ("object", "record_id", "grantee_id", "grantee_kind", "access", "created_at", "created_by")}
 
     def unshare_record(self, actor: Actor, object_api_name: str, record_id: Any, grantee_id: Any) -> None:
         grantee_id = parse_id(grantee_id, "grantee_id")
-        s = store.record_shares
         details = {"object": object_api_name, "record_id": str(record_id), "grantee_id": grantee_id}
-        with self._change(actor, "record.unshare", f"{object_api_name}:{record_id}", details, policy=False) as change:
-            conn = change.conn
-            record_id = self._editable_record(conn, actor, object_api_name, record_id)
-            if not conn.execute(delete(s).where(s.c.object_api_name == object_api_name, s.c.record_id == record_id,
-                                                s.c.grantee_id == grantee_id)).rowcount:
-                raise NotFound("The record is not shared with that user or unit.", field="grantee_id")
+        self._take_off_record(actor, "record.unshare", store.record_shares, "grantee_id", object_api_name, record_id, details,
+                              "The record is not shared with that user or unit.")
 
     def add_team_member(self, actor: Actor, object_api_name: str, record_id: Any, user_id: Any, access: Any = "read",
                         team_role: str = "") -> dict[str, Any]:
@@ -65,29 +52,43 @@ class Sharing(SecurityBase):
             raise invalid("access", "must be read or edit")
         if not isinstance(team_role, str) or len(team_role) > 255:
             raise invalid("team_role", "must be text of at most 255 characters")
-        t = store.team_members
         details = {"object": object_api_name, "record_id": str(record_id), "user_id": user_id, "access": access, "team_role": team_role}
-        with self._change(actor, "team.add", f"{object_api_name}:{record_id}", details, policy=False) as change:
-            conn = change.conn
-            record_id = self._editable_record(conn, actor, object_api_name, record_id)
+
+        def member(conn: Connection) -> dict[str, Any]:
             self._live_user(user_id, conn)
-            conn.execute(delete(t).where(t.c.object_api_name == object_api_name, t.c.record_id == record_id, t.c.user_id == user_id))
-            created_at = utc_now()
-            conn.execute(insert(t).values(object_api_name=object_api_name, record_id=record_id, user_id=user_id, access=access,
-                                          team_role=team_role, created_at=created_at, created_by=actor.id))
-        return {"object": object_api_name, "record_id": record_id, "user_id": user_id, "access": access, "team_role": team_role,
-                "created_at": created_at, "created_by": actor.id}
+            return {"access": access, "team_role": team_role}
+
+        row = self._put_on_record(actor, "team.add", store.team_members, "user_id", object_api_name, record_id, details, member)
+        return {key: row[key] for key in ("object", "record_id", "user_id", "access", "team_role", "created_at", "created_by")}
 
     def remove_team_member(self, actor: Actor, object_api_name: str, record_id: Any, user_id: Any) -> None:
         user_id = parse_id(user_id, "user_id")
-        t = store.team_members
         details = {"object": object_api_name, "record_id": str(record_id), "user_id": user_id}
-        with self._change(actor, "team.remove", f"{object_api_name}:{record_id}", details, policy=False) as change:
+        self._take_off_record(actor, "team.remove", store.team_members, "user_id", object_api_name, record_id, details,
+                              "That user is not on the record's team.")
+
+    def _put_on_record(self, actor: Actor, action: str, table, who: str, object_api_name: str, record_id: Any,
+                       details: dict[str, Any], values: Callable[[Connection], dict[str, Any]]) -> dict[str, Any]:
+        """Give ``details[who]`` a place on a record the actor may edit (a share, a team seat),
+        replacing the one they had; the row written, with ``object``."""
+        with self._change(actor, action, f"{object_api_name}:{record_id}", details, policy=False) as change:
             conn = change.conn
             record_id = self._editable_record(conn, actor, object_api_name, record_id)
-            if not conn.execute(delete(t).where(t.c.object_api_name == object_api_name, t.c.record_id == record_id,
-                                                t.c.user_id == user_id)).rowcount:
-                raise NotFound("That user is not on the record's team.", field="user_id")
+            row = {"object_api_name": object_api_name, "record_id": record_id, who: details[who], **values(conn),
+                   "created_at": utc_now(), "created_by": actor.id}
+            conn.execute(delete(table).where(table.c.object_api_name == object_api_name, table.c.record_id == record_id,
+                                             table.c[who] == details[who]))
+            conn.execute(insert(table).values(**row))
+        return {"object": object_api_name, **row}
+
+    def _take_off_record(self, actor: Actor, action: str, table, who: str, object_api_name: str, record_id: Any,
+                         details: dict[str, Any], missing: str) -> None:
+        with self._change(actor, action, f"{object_api_name}:{record_id}", details, policy=False) as change:
+            conn = change.conn
+            record_id = self._editable_record(conn, actor, object_api_name, record_id)
+            if not conn.execute(delete(table).where(table.c.object_api_name == object_api_name, table.c.record_id == record_id,
+                                                    table.c[who] == details[who])).rowcount:
+                raise NotFound(missing, field=who)
 
     def sharing(self, actor: Actor, object_api_name: str, record_id: Any) -> dict[str, list[dict[str, Any]]]:
         """The record's shares and team, for anyone who may read the record."""
