@@ -23,6 +23,48 @@ class GeolocationInput(graphene.InputObjectType):
     longitude = graphene.Float(required=True)
 
 
+class GeoBoxInput(graphene.InputObjectType):
+    class Meta:
+        description = "An area between two parallels and two meridians, in degrees; west > east crosses the antimeridian."
+
+    south = graphene.Float(required=True, description="-90 to 90, at most north.")
+    west = graphene.Float(required=True, description="-180 to 180.")
+    north = graphene.Float(required=True, description="-90 to 90.")
+    east = graphene.Float(required=True, description="-180 to 180.")
+
+
+class GeoRadiusInput(graphene.InputObjectType):
+    class Meta:
+        description = "The points within a great-circle distance of a centre (a sphere of radius 6,371,008.8 m)."
+
+    latitude = graphene.Float(required=True, description="-90 to 90.")
+    longitude = graphene.Float(required=True, description="-180 to 180.")
+    meters = graphene.Float(required=True, description="At least 0.")
+
+
+class GeolocationFilter(graphene.InputObjectType):
+    class Meta:
+        description = "Points: present or not, within a box, within a radius."
+
+    is_null = graphene.Boolean()
+    within_box = graphene.InputField(GeoBoxInput)
+    within_radius = graphene.InputField(GeoRadiusInput)
+
+
+class MapCell(graphene.ObjectType):
+    class Meta:
+        description = ("The records of one grid cell: its edges (multiples of the cell size, in degrees), their count and "
+                       "mean point.")
+
+    south = graphene.Float(required=True)
+    west = graphene.Float(required=True)
+    north = graphene.Float(required=True)
+    east = graphene.Float(required=True)
+    count = graphene.Int(required=True)
+    latitude = graphene.Float(required=True, description="The mean latitude of the cell's records.")
+    longitude = graphene.Float(required=True, description="The mean longitude of the cell's records.")
+
+
 def _filter(name: str, scalar, operators: str, description: str):
     """An input type with one field per operator, each taking ``scalar`` (lists for in/notIn)."""
     fields = {}
@@ -51,4 +93,5 @@ IDFilter = _filter("IDFilter", graphene.ID, "eq ne in_ not_in is_null", "Record 
 NullFilter = _filter("NullFilter", graphene.Boolean, "is_null", "Values that can only be tested for presence.")
 
 SHARED_TYPES = [PageInfo, Geolocation, GeolocationInput, StringFilter, LongTextFilter, IntFilter, DecimalFilter,
-                DateFilter, DateTimeFilter, BooleanFilter, IDFilter, NullFilter]
+                DateFilter, DateTimeFilter, BooleanFilter, IDFilter, NullFilter, GeoBoxInput, GeoRadiusInput,
+                GeolocationFilter, MapCell]

@@ -18,6 +18,7 @@ from graphql.error import GraphQLSyntaxError
 from ..metadata.actors import Actor
 from ..metadata.catalog import Catalog
 from ..metadata.service import MetadataService
+from ..runtime.apps import AppService
 from ..runtime.records import RecordService
 from ..runtime.runtime import Runtime
 from ..runtime.security.service import SecurityService
@@ -41,6 +42,7 @@ class RequestContext:
     metadata: MetadataService
     limits: Limits
     security: SecurityService
+    apps: AppService | None = None
 
 
 class Documents:
@@ -117,7 +119,7 @@ class GraphQLEndpoint:
         if errors:
             return 400, {"errors": [format_error(e) for e in errors]}
         context = RequestContext(actor, catalog, self.runtime.records.at(catalog, conn), self.runtime.metadata, self.limits,
-                                 self.runtime.security)
+                                 self.runtime.security, self.runtime.apps)
         generated = documents.generated
         cost = operation_cost(generated.schema, generated.types, document, operation_name, variables, context)
         if cost is not None and cost > self.limits.max_cost:

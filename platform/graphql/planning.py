@@ -238,7 +238,7 @@ def operation_cost(schema, types, document, operation_name: str | None, variable
             named = get_named_type(field.type)
             if kind in ("list", "due"):
                 total += planner.connection(obj, named, nodes, args)[2]
-            elif kind in ("aggregate", "funnel", "conversions"):
+            elif kind in ("aggregate", "funnel", "conversions", "map_grid"):
                 total += 1
             else:
                 rows = len(args.get("inputs") or args.get("items") or []) if kind.endswith("_many") else 1

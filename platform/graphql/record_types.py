@@ -52,7 +52,7 @@ FILTER_BY_TYPE = {
     "auto_number": "StringFilter", "textarea": "LongTextFilter", "integer": "IntFilter", "decimal": "DecimalFilter",
     "currency": "DecimalFilter", "percent": "DecimalFilter", "date": "DateFilter", "datetime": "DateTimeFilter",
     "boolean": "BooleanFilter", "lookup": "IDFilter", "master_detail": "IDFilter", "json": "NullFilter",
-    "geolocation": "NullFilter",
+    "geolocation": "GeolocationFilter",
 }
 """The shared filter input of each field type; picklists get their own (typed by their values)."""
 
@@ -588,7 +588,32 @@ class RecordTypes:
         self.read_roots.update(fields)
         for obj in self.catalog.objects.values():
             fields.update(self.funnel_fields(obj))
+            fields.update(self.map_fields(obj))
         return fields
+
+    # -- maps ------------------------------------------------------------------------------
+    def map_fields(self, obj: ObjectDef) -> dict[str, GraphQLField]:
+        """``sitesMapGrid`` of an object with geolocation fields: record counts per grid cell."""
+        mapped = names.geolocation_fields(obj)
+        if not mapped:
+            return {}
+        enum_name = names.geo_field_type_name(obj)
+        geo_field = self._once(enum_name, lambda: GraphQLEnumType(enum_name, {
+            names.group_value(f): GraphQLEnumValue(f.api_name, description=f.label) for f in mapped},
+            description=f"The geolocation fields of {obj.plural_label}."))
+        name = names.map_grid_field(obj)
+        self.root_kinds[name] = ("map_grid", obj)
+        return {name: GraphQLField(
+            GraphQLNonNull(GraphQLList(GraphQLNonNull(self.shared["MapCell"]))), {
+                "field": GraphQLArgument(GraphQLNonNull(geo_field), description="The points counted."),
+                "cellDegrees": GraphQLArgument(GraphQLNonNull(GraphQLFloat), description=(
+                    "The cell size in degrees, 0.001 to 90; cells lie on its multiples. At most 10,000 cells may hold records.")),
+                "filter": GraphQLArgument(self.filter_type(obj)),
+                "box": GraphQLArgument(self.shared["GeoBoxInput"], description="Only the points within this box."),
+            },
+            resolve=self.resolvers.map_grid(obj),
+            description=f"Your {obj.plural_label} with a value of the field, counted per grid cell (for a zoomed-out map), "
+                        f"south to north, then west to east; zoomed in, list them with a withinBox filter.")}
 
     # -- funnels ---------------------------------------------------------------------------
     def funnel_period_type(self) -> GraphQLEnumType:

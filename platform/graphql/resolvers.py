@@ -15,7 +15,7 @@ from ..metadata.errors import FieldError, Forbidden, LowcodeError, ValidationFai
 from ..metadata.graphql_names import enum_value_name, value_field
 from ..runtime.reading import Branch, Selection
 from .errors import QueryRejected, unreadable
-from .inputs import filter_spec, in_graphql_names, record_values
+from .inputs import filter_spec, graphql_path, in_graphql_names, record_values
 from .planning import Planner
 from .record_types import RELATED, Connection
 
@@ -172,6 +172,17 @@ class Resolvers:
                      "to_stage": enum_value_name(step["to_stage"])} for step in steps]
         return resolve
 
+    def map_grid(self, obj: ObjectDef):
+        """Record counts per grid cell of a geolocation field (one record service call)."""
+        def resolve(_root, info, field, cellDegrees, filter=None, box=None):
+            context = info.context
+            try:
+                return context.records.geo_grid(context.actor, obj.api_name, field, cellDegrees,
+                                                filter=filter_spec(self.types, obj, filter), box=box)
+            except LowcodeError as error:
+                raise _grid_paths(error, context.catalog, obj, filter) from None
+        return resolve
+
     def _measures(self, info: GraphQLResolveInfo, obj: ObjectDef) -> list[tuple[str, str]]:
         planner = self._planner(info)
         group_type = get_named_type(info.return_type)
@@ -284,6 +295,21 @@ def _argument_paths(error: LowcodeError) -> LowcodeError:
     if error.field in FUNNEL_ARGUMENTS:
         error.field = FUNNEL_ARGUMENTS[error.field]
     return error
+
+
+def _grid_paths(error: LowcodeError, catalog, obj: ObjectDef, filter_value: Any) -> LowcodeError:
+    """Map grid errors in GraphQL names: the filter's paths translated, ``cell_degrees`` as ``cellDegrees``
+    (``field`` and ``box.south`` read alike)."""
+    fixed = []
+    for e in error.errors:
+        in_filter = (e.field or "").split(".")[0] == "filter"
+        path = graphql_path(catalog, obj, e.field, None, filter_value) if in_filter else _GRID_ARGUMENTS.get(e.field, e.field)
+        fixed.append(FieldError(e.code, path, e.message, e.ctx))
+    error.errors = fixed
+    return error
+
+
+_GRID_ARGUMENTS = {"cell_degrees": "cellDegrees"}
 
 
 def _aggregate_paths(error: LowcodeError, obj: ObjectDef, measures: list[tuple[str, str]]) -> LowcodeError:

@@ -12,6 +12,7 @@ import graphene
 from graphql import GraphQLObjectType, GraphQLSchema, validate_schema
 
 from ..metadata.catalog import Catalog
+from .apps_api import AppsMutation, AppsQuery
 from .common import SHARED_TYPES
 from .metadata_api import MetadataMutation, MetadataQuery
 from .record_types import RecordTypes
@@ -24,11 +25,11 @@ from .security_api import (
 )
 
 
-class PlatformQuery(MetadataQuery, SecurityQuery):
+class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery):
     pass
 
 
-class PlatformMutation(MetadataMutation, SecurityMutation):
+class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation):
     pass
 
 

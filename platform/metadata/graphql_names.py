@@ -35,19 +35,22 @@ PLATFORM_TYPE_NAMES = frozenset("""
     StageInput PicklistSubsetInput StageHistoryEntry FunnelPeriod StageConversion
     ValidationRuleDefinition ValidationRuleInput ValidationRuleUpdateInput
     Layout LayoutSection LayoutField LayoutRelatedList LayoutInput LayoutUpdateInput LayoutSectionInput
+    App UninstalledApp
     LayoutFieldInput LayoutRelatedListInput
+    GeolocationFilter GeoBoxInput GeoRadiusInput MapCell
 """.split())
 """Names of the platform's own types, which no object may generate (the metadata API's, then the
 security admin API's, then those of business types and stages: ``StageHistoryEntry`` is in the
 schema only while some object has stages, the others always), then those of funnels and conversions
-(``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules and layouts."""
+(``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules, layouts
+and map queries over geolocation fields."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
 
 PLATFORM_QUERY_FIELDS = frozenset({
     "objects", "object", "fieldTypes", "metadataChanges", "metadataVersion",
-    "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit", "layout",
+    "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit", "layout", "apps",
 })
 PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
@@ -56,7 +59,7 @@ PLATFORM_MUTATION_FIELDS = frozenset({
     "createOrgUnit", "moveOrgUnit", "deleteOrgUnit", "createUser", "setPassword", "deleteUser",
     "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
     "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
-    "createApiToken", "revokeApiToken",
+    "createApiToken", "revokeApiToken", "installApp", "upgradeApp", "uninstallApp",
 })
 
 
@@ -127,6 +130,26 @@ FUNNEL_TYPE_SUFFIXES = ("FunnelRow", "FunnelAmount", "FunnelDate")
 def funnel_type_names(obj: ObjectDef) -> list[str]:
     """``OpportunityFunnelRow``, ``OpportunityFunnelAmount``, ``OpportunityFunnelDate`` (objects with stages)."""
     return [type_name(obj, suffix) for suffix in FUNNEL_TYPE_SUFFIXES] if obj.has_stages else []
+
+
+def geolocation_fields(obj: ObjectDef) -> list[FieldDef]:
+    """The fields an object's map grid may count by (an object without any has no map grid)."""
+    return [f for f in obj.fields if f.type == "geolocation"]
+
+
+def map_grid_field(obj: ObjectDef) -> str:
+    """The map grid query of an object with geolocation fields: ``sitesMapGrid``."""
+    return camel_case(obj.plural_api_name) + "MapGrid"
+
+
+def geo_field_type_name(obj: ObjectDef) -> str:
+    """The enum of an object's geolocation fields, the map grid's ``field`` argument: ``SiteGeoField``."""
+    return type_name(obj, "GeoField")
+
+
+def map_type_names(obj: ObjectDef) -> list[str]:
+    """``SiteGeoField`` for an object with geolocation fields, else none."""
+    return [geo_field_type_name(obj)] if geolocation_fields(obj) else []
 
 
 def stage_record_fields(obj: ObjectDef) -> tuple[str, ...]:
@@ -315,6 +338,13 @@ def find_collisions(objects: Mapping[str, ObjectDef]) -> list[Collision]:
             query[funnel_field(obj)].append(Source(obj.api_name, None, "api_name", f"the funnel of object '{obj.api_name}'"))
             query[conversions_field(obj)].append(Source(obj.api_name, None, "api_name",
                                                         f"the stage conversions of object '{obj.api_name}'"))
+        mapped = geolocation_fields(obj)
+        if mapped:
+            # Named by the plural, there because of the first geolocation field: a change adding it is blamed.
+            grid = Source(obj.api_name, mapped[0].api_name, "type", f"the map grid of object '{obj.api_name}'")
+            query[map_grid_field(obj)].append(grid)
+            for name in map_type_names(obj):
+                types[name].append(grid)
         query[get_field(obj)].append(_object_source(obj))
         query[list_field(obj)].append(_object_source(obj, "plural_api_name"))
         query[aggregate_field(obj)].append(_object_source(obj))

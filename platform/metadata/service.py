@@ -6,6 +6,7 @@ checked against the Catalog, and every problem is reported at once.
 """
 from __future__ import annotations
 
+import copy
 import functools
 from collections import defaultdict
 from contextlib import contextmanager
@@ -59,7 +60,7 @@ from .names import SYSTEM_FIELD_NAMES, plural
 from .schemas import FieldSchema, ObjectSchema, ObjectUpdateSchema, load
 from .tables import new_metadata, query_table
 from .upgrades import upgrade
-from .versions import VersionSource, lock_and_bump
+from .versions import VersionSource, lock_and_bump, read_stored_version
 
 SYSTEM_OBJECTS = (
     {
@@ -131,6 +132,38 @@ class MetadataService:
         self.on_delete: list[Callable[[Connection, str, str | None], None]] = []
         """Called as ``(conn, object, field or None)`` inside the transaction deleting an object or
         a field, so that what other layers keep about it (grants, shares) goes with it."""
+        self._outer: Connection | None = None
+
+    def joined(self, conn: Connection) -> "MetadataService":
+        """This service making its changes inside ``conn``, a transaction opened by
+        :meth:`transaction`: part of a larger change (an app's install), all or nothing."""
+        joined = copy.copy(self)
+        joined._outer = conn
+        return joined
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction for any number of metadata changes (and record writes, joined to
+        it): committed together, the new version announced after the commit."""
+        conn = self.engine.connect().execution_options(**WRITE)
+        sqlite = is_sqlite(conn)
+        try:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            with conn.begin():
+                if not sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                yield conn
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise SchemaChangeFailed(f"The change would break {len(broken)} references between records; nothing was changed.")
+                version = read_stored_version(conn)
+        finally:
+            if sqlite and not conn.closed:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+            conn.close()
+        self.versions.announce(version)
 
     # -- installation -----------------------------------------------------------------------
     def install(self) -> None:
@@ -179,9 +212,7 @@ class MetadataService:
         several = len(definitions) > 1
         drafts = [_draft_object(definition, system) for definition in definitions]
         with self._change(actor) as change:
-            names = {**change.catalog.objects, **{o.api_name: o for o, _, header_ok in drafts if header_ok}}
-            drafts = [(settled, problems + more, header_ok) for (obj, problems, header_ok) in drafts
-                      for settled, more in [_settled_fields(names, obj)]]
+            drafts = _settle_together(change.catalog.objects, drafts)
             valid = [obj for obj, _, header_ok in drafts if header_ok]
             names = {**change.catalog.objects, **{o.api_name: o for o in valid}}
             errors: list[FieldError] = []
@@ -223,31 +254,39 @@ class MetadataService:
             change.log("update_object", api_name, None, _object_header(old), _object_header(new))
         return new
 
-    @_administrators_only
     def delete_object(self, actor: Actor, api_name: str) -> None:
         """Drop an object, its table and its records; refused while other objects reference it."""
+        self.delete_objects(actor, [api_name])
+
+    @_administrators_only
+    def delete_objects(self, actor: Actor, api_names: list[str]) -> None:
+        """Drop objects together (one change): references among them do not count, references from
+        other objects (lookups, master-detail fields, roll-ups) refuse the whole change."""
         with self._change(actor) as change:
-            obj = change.catalog.object(api_name)
-            if obj.system:
-                raise InUse(f"'{api_name}' is a system object and cannot be deleted.", field="object")
-            referrers = [f"{o.api_name}.{f.api_name}" for o, f in change.catalog.referrers(api_name) if o.api_name != api_name]
-            referrers += [f"{o.api_name}.{f.api_name}" for o, f in rollups_over(change.catalog.objects, api_name) if o.api_name != api_name]
-            if referrers:
-                raise InUse(
-                    f"'{api_name}' is referenced by {', '.join(referrers)}; delete or change those fields first.",
-                    field="object", referrers=referrers,
-                )
-            self._ddl(change, lambda: change.schema.drop_table(obj))
+            doomed = {name: change.catalog.object(name) for name in dict.fromkeys(api_names)}
+            for api_name, obj in doomed.items():
+                if obj.system:
+                    raise InUse(f"'{api_name}' is a system object and cannot be deleted.", field="object")
+                pointing = [*change.catalog.referrers(api_name), *rollups_over(change.catalog.objects, api_name)]
+                referrers = [f"{o.api_name}.{f.api_name}" for o, f in pointing if o.api_name not in doomed]
+                if referrers:
+                    raise InUse(
+                        f"'{api_name}' is referenced by {', '.join(referrers)}; delete or change those fields first.",
+                        field="object", referrers=referrers,
+                    )
             conn = change.conn
-            conn.execute(delete(store.fields).where(store.fields.c.object_api_name == api_name))
-            conn.execute(delete(store.objects).where(store.objects.c.api_name == api_name))
-            conn.execute(delete(store.auto_numbers).where(store.auto_numbers.c.object_api_name == api_name))
-            conn.execute(delete(store.field_history).where(store.field_history.c.object_api_name == api_name))
-            for owned in (store.stages, store.business_types, store.stage_history, store.validation_rules, store.layouts):
-                conn.execute(delete(owned).where(owned.c.object_api_name == api_name))
-            for forget in self.on_delete:
-                forget(conn, api_name, None)
-            change.log("delete_object", api_name, None, obj.as_dict(), None)
+            for api_name in _referrers_first(change.catalog, list(doomed)):
+                obj = doomed[api_name]
+                self._ddl(change, lambda obj=obj: change.schema.drop_table(obj))
+                conn.execute(delete(store.fields).where(store.fields.c.object_api_name == api_name))
+                conn.execute(delete(store.objects).where(store.objects.c.api_name == api_name))
+                conn.execute(delete(store.auto_numbers).where(store.auto_numbers.c.object_api_name == api_name))
+                conn.execute(delete(store.field_history).where(store.field_history.c.object_api_name == api_name))
+                for owned in (store.stages, store.business_types, store.stage_history, store.validation_rules, store.layouts):
+                    conn.execute(delete(owned).where(owned.c.object_api_name == api_name))
+                for forget in self.on_delete:
+                    forget(conn, api_name, None)
+                change.log("delete_object", api_name, None, obj.as_dict(), None)
 
     # -- fields -----------------------------------------------------------------------------
     @_administrators_only
@@ -522,27 +561,15 @@ class MetadataService:
     # -- the transaction --------------------------------------------------------------------
     @contextmanager
     def _change(self, actor: Actor) -> Iterator[MetaChange]:
-        conn = self.engine.connect().execution_options(**WRITE)
-        sqlite = is_sqlite(conn)
-        try:
-            if sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
-            with conn.begin():
-                if not sqlite:
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                version = lock_and_bump(conn)
-                catalog = self.cache.at_version(conn, version - 1)
-                change = MetaChange(conn, catalog, version, actor, SchemaEditor(conn))
-                yield change
-                if sqlite:
-                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise SchemaChangeFailed(f"The change would break {len(broken)} references between records; nothing was changed.")
-        finally:
-            if sqlite and not conn.closed:
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
-            conn.close()
-        self.versions.announce(version)
+        if self._outer is not None:
+            yield self._begun(self._outer, actor)
+            return
+        with self.transaction() as conn:
+            yield self._begun(conn, actor)
+
+    def _begun(self, conn: Connection, actor: Actor) -> MetaChange:
+        version = lock_and_bump(conn)
+        return MetaChange(conn, self.cache.at_version(conn, version - 1), version, actor, SchemaEditor(conn))
 
     def _ddl(self, change: MetaChange, step) -> None:
         try:
@@ -662,6 +689,19 @@ def _configuration_using(obj: ObjectDef, field_api_name: str) -> list[str]:
     return users
 
 
+def _settle_together(existing: Mapping[str, ObjectDef], drafts: list[tuple[ObjectDef, list[FieldError], bool]]):
+    """The drafts with their formulas and roll-ups settled against each other: a roll-up of a
+    roll-up takes its type from the settled one, so this repeats until nothing changes."""
+    settled = [(obj, []) for obj, _, _ in drafts]
+    for _ in range(len(drafts) + 1):
+        names = {**existing, **{obj.api_name: obj for (obj, _), (_, _, ok) in zip(settled, drafts) if ok}}
+        again = [_settled_fields(names, draft) for draft, _, _ in drafts]
+        if [obj for obj, _ in again] == [obj for obj, _ in settled]:
+            break
+        settled = again
+    return [(obj, problems + more, ok) for (obj, more), (_, problems, ok) in zip(again, drafts)]
+
+
 def _settled_fields(objects: Mapping[str, ObjectDef], obj: ObjectDef) -> tuple[ObjectDef, list[FieldError]]:
     """``obj`` with its formulas and roll-ups settled, and their problems (at ``fields.N``)."""
     fields, problems = [], []
@@ -670,6 +710,17 @@ def _settled_fields(objects: Mapping[str, ObjectDef], obj: ObjectDef) -> tuple[O
         fields.append(settled)
         problems.extend(e.at(f"fields.{field.position}") for e in found)
     return replace(obj, fields=tuple(fields)), problems
+
+
+def _referrers_first(catalog: Catalog, names: list[str]) -> list[str]:
+    """``names`` in an order that drops each table before those it points at (a cycle: as listed)."""
+    pending, ordered = list(names), []
+    while pending:
+        free = [n for n in pending if not any(o.api_name in pending and o.api_name != n for o, _ in catalog.referrers(n))]
+        free = free or pending[:1]
+        ordered.extend(free)
+        pending = [n for n in pending if n not in free]
+    return ordered
 
 
 def _summarize(conn: Connection, objects: Mapping[str, ObjectDef], parent: ObjectDef, rollup: FieldDef) -> None:

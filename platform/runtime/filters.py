@@ -4,6 +4,8 @@ A filter is a mapping: ``and`` / ``or`` (lists of filters), ``not`` (a filter), 
 mapped to operators (``{"amount": {"gte": 100}}``). A lookup field also takes the related object's
 filter (``{"account": {"industry": {"eq": "energy"}}}``), compiled to ``IN (SELECT id ...)`` with
 the related object's own row filter, so a filter never reaches records the caller cannot read.
+A geolocation field takes areas (``{"location": {"within_radius": {"latitude": 52.5, "longitude":
+13.4, "meters": 500}}}``), parsed and compiled by :mod:`lowcode.runtime.geo`.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..metadata.errors import FieldError, ValidationFailed
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.base import LIST_OPERATORS
 from .computed import not_in_sql
+from .geo import AREAS
 
 MAX_DEPTH = 8
 MAX_LIST = 1000
@@ -119,6 +122,10 @@ class FilterCompiler:
         if any(isinstance(v, str) and "\x00" in v for v in (value if isinstance(value, list) else [value])):
             self.errors.append(FieldError("INVALID_CHARACTER", path, "may not contain the NUL character"))
             return _INVALID
+        if op in AREAS:
+            area, problems = AREAS[op](value, path)
+            self.errors.extend(problems)
+            return _INVALID if area is None else area
         validator = self.catalog.memo(("filter-schema", field.type, id(field), op),
                                       lambda: Draft202012Validator(field.field_type.filter_value_schema(field, op)))
         if op not in ("eq", "ne", "is_null") or value is not None:
@@ -148,4 +155,4 @@ def _complement(clause: ColumnElement[bool]) -> ColumnElement[bool]:
 
 
 _INVALID = object()
-_ALL_OPS = frozenset({"eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains", "starts_with", "is_null"})
+_ALL_OPS = frozenset({"eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains", "starts_with", "is_null", *AREAS})

@@ -48,12 +48,14 @@ from ..metadata.errors import (
 from ..metadata.fieldtypes import ValueProblem
 from ..metadata.fieldtypes.lookup import normalize_id
 from ..metadata.names import constraint_name
+from ..metadata.versions import read_stored_version
 from . import rollups
 from .access import AccessPolicy, FieldAccess, OpenAccess
 from .aggregates import parse_aggregate, run_aggregate
 from .computed import compute, selectables
 from .filters import FilterCompiler
 from .funnel import conversions, funnel_request, funnel_rows
+from .geo import grid_cells, grid_request
 from .history import tracked_changes, write_history
 from .numbering import assign_numbers
 from .paging import (
@@ -175,12 +177,19 @@ class RecordService:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _catalog(self, conn: Connection) -> Catalog:
-        return self._pinned if self._pinned is not None else self.catalogs.current(conn)
+        if self._pinned is not None:
+            return self._pinned
+        if self._transaction is not None:
+            return self.catalogs.at_version(conn, read_stored_version(conn))
+        return self.catalogs.current(conn)
 
     @contextmanager
     def _reading(self) -> Iterator[tuple[Connection, Catalog]]:
         try:
             with _forbidden_uses():
+                if self._transaction is not None:
+                    yield self._transaction, self._catalog(self._transaction)
+                    return
                 if self._connection is not None:
                     try:
                         yield self._connection, self._catalog(self._connection)
@@ -399,6 +408,25 @@ class RecordService:
             where = and_(self._alive(table, False), self._scope(actor, obj, table, "read"),
                          compiler.compile(obj, filter) if filter else true())
             return run_aggregate(conn, table, where, spec)
+
+    def geo_grid(self, actor: Actor, object_name: str, field: str, cell_degrees: float, *, filter: dict | None = None,
+                 box: dict | None = None) -> list[dict[str, Any]]:
+        """Per grid cell of ``cell_degrees`` (aligned on its multiples), the count and mean point of
+        the live records ``query`` would return whose geolocation ``field`` has a value, within
+        ``box`` (``{south, west, north, east}``) if given; in one statement. Shapes and limits:
+        :mod:`lowcode.runtime.geo`."""
+        with self._reading() as (conn, catalog):
+            obj, table = self._object(catalog, actor, object_name, "read")
+            request, errors = grid_request(obj, field, cell_degrees, box, self.policy.field_access(actor, obj).hidden)
+            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"), self._hidden(actor))
+            try:
+                condition = compiler.compile(obj, filter) if filter else true()
+            except ValidationFailed as failed:
+                errors = [*errors, *failed.errors]
+            if errors:
+                raise ValidationFailed("The map grid request has problems; fix the listed parts.", errors=errors)
+            where = and_(self._alive(table, False), self._scope(actor, obj, table, "read"), condition)
+            return grid_cells(conn, table, request, where)
 
     def funnel(self, actor: Actor, object_name: str, *, amount_field: str, date_field: str | None = None,
                period: str | None = None, by_owner: bool = False, filter: dict | None = None,

@@ -43,22 +43,43 @@ class SaveHooks:
     platform error to refuse the save; ``after`` sees the saved record. Both run in the write's
     transaction, so an error in either writes nothing."""
 
-    before: dict[str, list[Hook]] = field(default_factory=dict)
-    after: dict[str, list[Hook]] = field(default_factory=dict)
+    before: dict[str, list[tuple[str | None, Hook]]] = field(default_factory=dict)
+    after: dict[str, list[tuple[str | None, Hook]]] = field(default_factory=dict)
 
-    def before_save(self, object_api_name: str, hook: Hook) -> None:
-        self.before.setdefault(object_api_name, []).append(hook)
+    def before_save(self, object_api_name: str, hook: Hook, owner: str | None = None) -> None:
+        self.before.setdefault(object_api_name, []).append((owner, hook))
 
-    def after_save(self, object_api_name: str, hook: Hook) -> None:
-        self.after.setdefault(object_api_name, []).append(hook)
+    def after_save(self, object_api_name: str, hook: Hook, owner: str | None = None) -> None:
+        self.after.setdefault(object_api_name, []).append((owner, hook))
+
+    def of(self, owner: str) -> "OwnedHooks":
+        """Registration on behalf of ``owner`` (an app), so that its hooks can be replaced together."""
+        return OwnedHooks(self, owner)
+
+    def forget(self, owner: str) -> None:
+        for hooks in (self.before, self.after):
+            for name in hooks:
+                hooks[name] = [(who, hook) for who, hook in hooks[name] if who != owner]
 
     def run_before(self, context: SaveContext) -> None:
-        for hook in self.before.get(context.obj.api_name, ()):
+        for _, hook in self.before.get(context.obj.api_name, ()):
             hook(context)
 
     def run_after(self, context: SaveContext) -> None:
-        for hook in self.after.get(context.obj.api_name, ()):
+        for _, hook in self.after.get(context.obj.api_name, ()):
             hook(context)
+
+
+@dataclass(frozen=True)
+class OwnedHooks:
+    hooks: SaveHooks
+    owner: str
+
+    def before_save(self, object_api_name: str, hook: Hook) -> None:
+        self.hooks.before_save(object_api_name, hook, self.owner)
+
+    def after_save(self, object_api_name: str, hook: Hook) -> None:
+        self.hooks.after_save(object_api_name, hook, self.owner)
 
 
 def compiled_rules(catalog: Catalog, obj: ObjectDef) -> tuple[tuple[ValidationRuleDef, Any], ...]:

@@ -1,7 +1,9 @@
 """One running platform: a database, optionally Redis, and the services over them."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Connection, Engine
@@ -11,11 +13,17 @@ from ..metadata.database import database_engine
 from ..metadata.service import MetadataService
 from ..metadata.versions import DatabaseVersions, RedisVersions
 from .access import AccessPolicy
+from .apps import AppService
 from .records import RecordService
 from .security.enforcement import RolePolicy
 from .security.policies import PolicyStore
 from .security.rate_limit import AttemptCounter
 from .security.service import SecurityService
+
+
+def apps_folder() -> Path:
+    """Where apps are found by name: the project's apps/ folder unless LOWCODE_APPS_DIR says otherwise."""
+    return Path(os.environ.get("LOWCODE_APPS_DIR") or Path(__file__).resolve().parents[2] / "apps")
 
 SIGN_IN_FAILURES = 5
 SIGN_IN_WINDOW_SECONDS = 15 * 60
@@ -28,7 +36,8 @@ class Runtime:
     listener warms this process's Catalog as soon as another process changes metadata.
     """
 
-    def __init__(self, engine: Engine, redis=None, policy: AccessPolicy | None = None, redis_prefix: str = ""):
+    def __init__(self, engine: Engine, redis=None, policy: AccessPolicy | None = None, redis_prefix: str = "",
+                 apps_root: Path | None = None):
         self.engine = engine
         self.redis = redis
         self.versions = RedisVersions(redis, redis_prefix) if redis is not None else DatabaseVersions()
@@ -39,6 +48,7 @@ class Runtime:
         attempts = AttemptCounter(redis, redis_prefix, SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS)
         self.security = SecurityService(engine, self.records, self.policies, attempts)
         self.metadata.on_delete.append(self.security.forget)
+        self.apps = AppService(self.metadata, self.security, self.records, apps_root or apps_folder())
         self.redis_prefix = redis_prefix
         self._listener = None
 
@@ -54,6 +64,8 @@ class Runtime:
     def install(self) -> "Runtime":
         self.metadata.install()
         self.security.install()
+        self.apps.install()
+        self.apps.activate_installed()
         return self
 
     def catalog(self):

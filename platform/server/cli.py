@@ -11,6 +11,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Iterator
 
 import click
@@ -417,6 +418,56 @@ def user_token(ctx, username, name, expires_in_days):
         click.echo(f"API token '{issued['name']}' for {username} (id {issued['id']}, {until}); "
                    "it is not shown again: store it now.", err=True)
         click.echo(issued["token"])
+
+
+# -- apps ------------------------------------------------------------------------------------
+@main.group("app")
+def app_group() -> None:
+    """Install, upgrade and uninstall apps (folders under apps/ with a manifest)."""
+
+
+@app_group.command("list")
+@click.pass_context
+def app_list(ctx):
+    """The apps found or installed, with installed and available versions."""
+    with _runtime(ctx) as rt:
+        apps = rt.apps.list()
+        _table(["name", "title", "installed_version", "available_version"], apps)
+
+
+@app_group.command("install")
+@click.argument("app")
+@click.pass_context
+def app_install(ctx, app):
+    """Install APP (a name under apps/, or a folder) with everything it brings, all or nothing."""
+    with _runtime(ctx) as rt:
+        _print(rt.apps.install_app(SYSTEM_ACTOR, app))
+
+
+@app_group.command("upgrade")
+@click.argument("app")
+@click.pass_context
+def app_upgrade(ctx, app):
+    """Apply the difference between the installed manifest of APP and its new one, keeping data."""
+    with _runtime(ctx) as rt:
+        _print(rt.apps.upgrade_app(SYSTEM_ACTOR, app))
+
+
+@app_group.command("uninstall")
+@click.argument("name")
+@click.option("--export", "export_to", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="First write the app's records to this JSON file.")
+@click.pass_context
+def app_uninstall(ctx, name, export_to):
+    """Remove what the app NAME owns (its objects and their records too)."""
+    with _runtime(ctx) as rt:
+        done = rt.apps.uninstall_app(SYSTEM_ACTOR, name, export=export_to is not None)
+        if export_to is not None:
+            export_to.write_text(json.dumps(done.pop("exported"), ensure_ascii=False, indent=1, default=_json_default), encoding="utf-8")
+            done["exported_to"] = str(export_to)
+        else:
+            done.pop("exported")
+        _print(done)
 
 
 @main.command("demo")

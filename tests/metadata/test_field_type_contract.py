@@ -35,7 +35,7 @@ from lowcode.metadata.errors import UnsafeChange, ValidationFailed
 from lowcode.metadata.fieldtypes import registry
 
 OBJ, PEER = "thing", "peer"
-ALL_OPERATORS = {"eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains", "starts_with", "is_null"}
+ALL_OPERATORS = {"eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "contains", "starts_with", "is_null", "within_box", "within_radius"}
 ALWAYS_INDEXED, ALWAYS_UNIQUE = {"lookup", "master_detail", "auto_number"}, {"auto_number"}
 OMIT = type("Omit", (), {"__repr__": lambda self: "OMIT"})()
 NO_PROBE = (None, None)
@@ -271,7 +271,11 @@ CONTRACTS: dict[str, Contract] = {
                  ({"latitude": 1, "longitude": "east"}, "INVALID_TYPE", ".longitude", True),
                  ({"latitude": 1}, "REQUIRED", "", True), ({"latitude": 1, "longitude": 2, "alt": 3}, "UNKNOWN_FIELD", "", True),
                  ([52.5, 13.4], "INVALID_TYPE", "", True), ({"latitude": float("nan"), "longitude": 0}, "OUT_OF_RANGE", ".latitude", False)],
-        filters=[({"is_null": True}, {2}), ({"is_null": False}, {0, 1, 3})],
+        filters=[({"is_null": True}, {2}), ({"is_null": False}, {0, 1, 3}),
+                 ({"within_box": {"south": 50, "west": 10, "north": 55, "east": 15}}, {0}),
+                 ({"within_box": {"south": -40, "west": 150, "north": 1, "east": 10}}, {1, 3}),  # across the antimeridian
+                 ({"within_radius": {"latitude": 52.5, "longitude": 13.4, "meters": 5000}}, {0}),
+                 ({"within_radius": {"latitude": 0, "longitude": 0, "meters": 0}}, {3})],
         safe=[({"indexed": True}, *NO_PROBE)],
         unsafe=[{"type": "json"}, {"type": "text"}],
     ),

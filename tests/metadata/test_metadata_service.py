@@ -1106,3 +1106,13 @@ def test_default_plurals_follow_english_rules(runtime, api_name, plural):
     assert created.plural_api_name == plural
     assert runtime.catalog().object(api_name).plural_api_name == plural
     assert runtime.catalog().by_plural(plural).api_name == api_name
+
+
+def test_decimal_bounds_may_be_written_as_numbers_or_text(runtime):
+    obj = runtime.metadata.create_object(SYSTEM_ACTOR, {"api_name": "meter", "label": "Meter", "fields": [
+        {"api_name": "reading", "label": "Reading", "type": "decimal", "options": {"scale": 2, "min": 0, "max": "12.5"}}]})
+    assert (obj.field("reading").options["min"], obj.field("reading").options["max"]) == ("0", "12.5")
+    with pytest.raises(InvalidDefinition) as caught:
+        runtime.metadata.create_field(SYSTEM_ACTOR, "meter", {"api_name": "other", "label": "Other", "type": "decimal",
+                                                              "options": {"min": True}})
+    assert [(e.field, e.message) for e in caught.value.errors] == [("options.min", "Not a valid string.")]

@@ -370,3 +370,26 @@ def test_concurrent_child_inserts_keep_the_summary_exact_on_postgresql(postgres_
             assert comparable(summary(rt, order)) == comparable(expected(mine))
     finally:
         rt.close()
+
+
+def test_roll_ups_of_roll_ups_made_in_one_change_and_objects_deleted_together(runtime):
+    runtime.metadata.create_objects(S, [
+        {"api_name": "invoice", "label": "Invoice", "fields": [
+            rollup("total", child="instalment", function="sum", aggregate_field="paid")]},
+        {"api_name": "instalment", "label": "Instalment", "fields": [
+            {"api_name": "invoice", "label": "Invoice", "type": "master_detail", "options": {"target": "invoice"}},
+            rollup("paid", child="remittance", function="sum", aggregate_field="amount")]},
+        {"api_name": "remittance", "label": "Remittance", "fields": [
+            {"api_name": "instalment", "label": "Instalment", "type": "master_detail", "options": {"target": "instalment"}},
+            {"api_name": "amount", "label": "Amount", "type": "currency"}]}])
+    options = runtime.catalog().object("invoice").field("total").options
+    assert (options["result_type"], options["scale"]) == ("currency", 2)
+    invoice = runtime.records.create(S, "invoice", {})
+    instalment = runtime.records.create(S, "instalment", {"invoice": invoice["id"]})
+    runtime.records.create(S, "remittance", {"instalment": instalment["id"], "amount": "2.50"})
+    assert runtime.records.get(S, "invoice", invoice["id"])["total"] == D("2.50")
+    with pytest.raises(InUse) as caught:
+        runtime.metadata.delete_objects(S, ["instalment", "remittance"])
+    assert caught.value.ctx["referrers"] == ["invoice.total"]
+    runtime.metadata.delete_objects(S, ["remittance", "invoice", "instalment"])
+    assert {"invoice", "instalment", "remittance"}.isdisjoint(runtime.catalog().objects)

@@ -17,13 +17,22 @@ def _decimal_text(value: str) -> None:
         raise ValidationError("must be a number written as text, such as \"100.50\"")
 
 
+class DecimalText(fields.String):
+    """A decimal bound written as text ("100.50") or as a JSON or YAML number (kept as its text)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = repr(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def decimal_options(precision: int, scale: int) -> type[Schema]:
     class DecimalOptions(Schema):
         __qualname__ = f"DecimalOptions{precision}_{scale}"
         precision_ = fields.Integer(data_key="precision", attribute="precision", load_default=precision, validate=validate.Range(1, 18))
         scale_ = fields.Integer(data_key="scale", attribute="scale", load_default=scale, validate=validate.Range(0, 18))
-        min = fields.String(load_default=None, allow_none=True, validate=_decimal_text)
-        max = fields.String(load_default=None, allow_none=True, validate=_decimal_text)
+        min = DecimalText(load_default=None, allow_none=True, validate=_decimal_text)
+        max = DecimalText(load_default=None, allow_none=True, validate=_decimal_text)
 
         @validates_schema
         def _consistent(self, data, **kwargs):

@@ -6,13 +6,16 @@ from sqlalchemy import Column, Float, and_, or_
 
 from .base import FieldType, ValueProblem
 
+SPATIAL_OPERATORS = frozenset({"within_box", "within_radius"})
+"""Filters keeping the points within an area: ``{south, west, north, east}`` or ``{latitude, longitude, meters}``."""
+
 
 class Geolocation(FieldType):
     """A point on the earth, ``{latitude, longitude}``, stored as two columns ``<name>__lat/__lng``."""
 
     name = "geolocation"
     graphql_scalar = "Geolocation"
-    operators = frozenset({"is_null"})
+    operators = frozenset({"is_null"}) | SPATIAL_OPERATORS
     sortable = False
 
     def sql_type(self, field):
@@ -55,5 +58,9 @@ class Geolocation(FieldType):
         return None if lat is None else {"latitude": lat, "longitude": lng}
 
     def filter_clause(self, field, column, op, value):
+        """``value`` of a spatial operator is the area the filter compiler parsed (its ``predicate``
+        is the SQL keeping the points within it: :mod:`lowcode.runtime.geo`)."""
         lat, lng = column
+        if op in SPATIAL_OPERATORS:
+            return value.predicate(lat, lng)
         return and_(lat.is_(None), lng.is_(None)) if value else or_(lat.is_not(None), lng.is_not(None))

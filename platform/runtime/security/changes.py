@@ -3,6 +3,7 @@ version when the change touches what Casbin loads), the administrator check and 
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from ...metadata.errors import (
 )
 from ...metadata.names import table_name
 from ...metadata.sqltypes import RecordId
+from ...metadata.versions import read_stored_version
 from ..records import RETRYABLE, SQLITE_BUSY, RecordService
 from . import store
 from .policies import UNITS, PolicyStore
@@ -80,26 +82,57 @@ class SecurityBase:
         self.policies = policies
         self.attempts = attempts
         self.session_hours = session_hours
+        self._outer: Connection | None = None
+
+    def joined(self, conn: Connection):
+        """This service making its changes inside ``conn``'s open transaction (an app's install),
+        committed or rolled back, and announced (:meth:`PolicyStore.announce`), by its owner."""
+        joined = copy.copy(self)
+        joined._outer = conn
+        joined.records = self.records.joined(conn)
+        return joined
 
     @contextmanager
     def _change(self, actor: Actor, action: str, target: str, details: dict[str, Any], *, policy: bool) -> Iterator["SecurityChange"]:
         """One audited transaction. A policy change raises the policy version first: the row lock
         queues every policy change behind the one running (a tree move and a unit created below
         it, a membership added to a unit being deleted), so none sees the other half-done."""
+        if self._outer is not None:
+            yield from self._audited(self._outer, actor, action, target, details, policy=policy)
+            return
         try:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-                if policy:
-                    conn.execute(update(store.policy_version).values(version=store.policy_version.c.version + 1))
-                change = SecurityChange(conn, target, details)
-                yield change
-                conn.execute(insert(store.audit_log).values(at=utc_now(), actor_id=actor.id, action=action,
-                                                            target=change.target, details=change.details))
+                yield from self._audited(conn, actor, action, target, details, policy=policy)
         except OperationalError as exc:
             if getattr(exc.orig, "sqlstate", None) in RETRYABLE or getattr(exc.orig, "sqlite_errorcode", None) in SQLITE_BUSY:
                 raise Conflict("Another change held the same rows; nothing was changed, retry the request.") from None
             raise
         if policy:
             self.policies.announce()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A connection to read with: the joined transaction's (seeing its changes), else a new one."""
+        if self._outer is not None:
+            yield self._outer
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _catalog(self):
+        """The Catalog as this service sees it (in a joined transaction, with its metadata changes)."""
+        if self._outer is not None:
+            return self.records.catalogs.at_version(self._outer, read_stored_version(self._outer))
+        return self.records.catalogs.current()
+
+    @staticmethod
+    def _audited(conn: Connection, actor: Actor, action: str, target: str, details: dict[str, Any], *, policy: bool):
+        if policy:
+            conn.execute(update(store.policy_version).values(version=store.policy_version.c.version + 1))
+        change = SecurityChange(conn, target, details)
+        yield change
+        conn.execute(insert(store.audit_log).values(at=utc_now(), actor_id=actor.id, action=action,
+                                                    target=change.target, details=change.details))
 
     @staticmethod
     def _trusted(actor: Actor) -> Actor:

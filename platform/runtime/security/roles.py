@@ -90,6 +90,8 @@ class Roles(SecurityBase):
             if naming:
                 raise InUse(f"The layout(s) {', '.join(naming)} name the role '{name}'; change or delete them first.",
                             field="name", layouts=naming)
+            for grants in (store.object_grants, store.field_grants):
+                conn.execute(delete(grants).where(grants.c.role_name == name))
             conn.execute(delete(store.roles).where(store.roles.c.name == name))
 
     def set_object_grant(self, actor: Actor, role: str, object_api_name: str, actions: Any, read_scope: Any = "own",
@@ -99,7 +101,7 @@ class Roles(SecurityBase):
         (``None`` or empty: of every type)."""
         self._require_admin(actor)
         errors = []
-        obj = self.records.catalogs.current().objects.get(object_api_name)
+        obj = self._catalog().objects.get(object_api_name)
         if object_api_name != "*" and obj is None:
             errors.append(FieldError("UNKNOWN_OBJECT", "object", f"there is no object named '{object_api_name}'"))
         if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
@@ -151,7 +153,7 @@ class Roles(SecurityBase):
     def set_field_grant(self, actor: Actor, role: str, object_api_name: str, field_api_name: str, access: Any) -> dict[str, Any]:
         """``hidden``, ``read`` (read-only) or ``edit`` (the default: no restriction)."""
         self._require_admin(actor)
-        obj = self.records.catalogs.current().objects.get(object_api_name)
+        obj = self._catalog().objects.get(object_api_name)
         errors = []
         if obj is None:
             errors.append(FieldError("UNKNOWN_OBJECT", "object", f"there is no object named '{object_api_name}'"))
@@ -181,7 +183,7 @@ class Roles(SecurityBase):
 
     def roles(self, actor: Actor) -> list[dict[str, Any]]:
         self._require_admin(actor)
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             roles = [dict(r) for r in conn.execute(select(store.roles).order_by(store.roles.c.name)).mappings()]
             objects = conn.execute(select(store.object_grants).order_by(store.object_grants.c.object_api_name)).mappings().all()
             fields = conn.execute(select(store.field_grants).order_by(store.field_grants.c.object_api_name,
@@ -230,6 +232,6 @@ class Roles(SecurityBase):
             query = query.where(m.c.user_id == parse_id(user_id, "user_id"))
         if unit_id is not None:
             query = query.where(m.c.unit_id == parse_id(unit_id, "unit_id"))
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             return [{"user_id": str(r.user_id), "unit_id": str(r.unit_id), "role": r.role_name, "created_at": r.created_at}
                     for r in conn.execute(query)]

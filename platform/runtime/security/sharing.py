@@ -92,7 +92,7 @@ class Sharing(SecurityBase):
 
     def sharing(self, actor: Actor, object_api_name: str, record_id: Any) -> dict[str, list[dict[str, Any]]]:
         """The record's shares and team, for anyone who may read the record."""
-        with self.engine.connect() as conn:
+        with self._connection() as conn:
             record_id = self._visible_record(conn, actor, object_api_name, record_id, "read")
             s, t = store.record_shares, store.team_members
             shares = conn.execute(select(s.c.grantee_id, s.c.grantee_kind, s.c.access, s.c.created_at, s.c.created_by).where(
@@ -107,7 +107,7 @@ class Sharing(SecurityBase):
         return self._visible_record(conn, actor, object_api_name, record_id, "update")
 
     def _visible_record(self, conn: Connection, actor: Actor, object_api_name: str, record_id: Any, action: str) -> str:
-        catalog = self.records.catalogs.current()
+        catalog = self._catalog()
         obj = catalog.objects.get(object_api_name)
         if obj is None:
             raise invalid("object", f"there is no object named '{object_api_name}'", "UNKNOWN_OBJECT")
