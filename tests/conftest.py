@@ -90,3 +90,23 @@ def runtime(database_url):
     rt = Runtime.connect(database_url).install()
     yield rt
     rt.close()
+
+
+CHANGE_COUNTERS = ("lc_meta_change", "lc_security_audit", "lc_meta_version", "lc_policy_version")
+"""Tables that count every change (versions, change logs): they grow, by design."""
+
+
+@pytest.fixture
+def database_snapshot():
+    """``snapshot(runtime)``: every table, and every row of the platform's tables but the change
+    counters and logs; two snapshots are equal when a change left the database as it was."""
+    from sqlalchemy import inspect, text
+
+    def snapshot(rt) -> dict:
+        with rt.engine.connect() as conn:
+            tables = sorted(inspect(conn).get_table_names())
+            rows = {name: sorted(map(repr, conn.execute(text(f'SELECT * FROM "{name}"')).all()))
+                    for name in tables if name.startswith("lc_") and name not in CHANGE_COUNTERS}
+        return {"tables": tables, "rows": rows}
+
+    return snapshot

@@ -22,12 +22,9 @@ from lowcode.metadata.errors import (
     NotFound,
 )
 from lowcode.runtime import Runtime
-from sqlalchemy import inspect, text
 
 FIXTURES = Path(__file__).resolve().parents[1] / "app_fixtures"
 V1, V2 = FIXTURES / "v1", FIXTURES / "v2"
-COUNTERS = ("lc_meta_change", "lc_security_audit", "lc_meta_version", "lc_policy_version")
-"""Tables that count every change (versions, change logs): they grow, by design."""
 
 
 @pytest.fixture
@@ -35,17 +32,6 @@ def rt(database_url):
     runtime = Runtime.connect(database_url, apps_root=V1).install()
     yield runtime
     runtime.close()
-
-
-def snapshot(rt) -> dict:
-    """Every table, and every row of the platform's tables but the change counters and logs."""
-    with rt.engine.connect() as conn:
-        tables = sorted(inspect(conn).get_table_names())
-        rows = {}
-        for name in tables:
-            if name.startswith("lc_") and name not in COUNTERS:
-                rows[name] = sorted(map(repr, conn.execute(text(f'SELECT * FROM "{name}"')).all()))
-    return {"tables": tables, "rows": rows}
 
 
 def problems(caught) -> list[tuple[str, str | None]]:
@@ -78,8 +64,8 @@ def test_install_brings_everything_the_manifest_names(rt):
     assert listed == {"shop": ("1.0.0", "1.0.0", []), "shop_extras": (None, "0.3.0", ["shop"])}
 
 
-def test_a_round_trip_leaves_the_database_as_before(rt):
-    before = snapshot(rt)
+def test_a_round_trip_leaves_the_database_as_before(rt, database_snapshot):
+    before = database_snapshot(rt)
     rt.apps.install_app(S, "shop")
     rt.apps.install_app(S, "shop_extras")
     rt.records.create(S, "product", {"name": "Made by hand", "ribbon": True})
@@ -87,7 +73,7 @@ def test_a_round_trip_leaves_the_database_as_before(rt):
     rt.apps.uninstall_app(S, "shop_extras")
     assert rt.catalog().object("product").field("ribbon") is None
     rt.apps.uninstall_app(S, "shop")
-    assert snapshot(rt) == before
+    assert database_snapshot(rt) == before
     assert rt.apps.list()[0]["installed_version"] is None
 
 
@@ -161,7 +147,7 @@ def edit_manifest(folder: Path, change) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def test_a_broken_manifest_reports_every_problem_and_installs_nothing(rt, tmp_path):
+def test_a_broken_manifest_reports_every_problem_and_installs_nothing(rt, tmp_path, database_snapshot):
     folder = copy_app(tmp_path, V1 / "shop")
 
     def break_it(data):
@@ -171,12 +157,12 @@ def test_a_broken_manifest_reports_every_problem_and_installs_nothing(rt, tmp_pa
         del data["layouts"][0]["sections"]
 
     edit_manifest(folder, break_it)
-    before = snapshot(rt)
+    before = database_snapshot(rt)
     with pytest.raises(InvalidDefinition) as caught:
         rt.apps.install_app(S, str(folder))
     assert problems(caught) == [("SCHEMA", "layouts.0"), ("SCHEMA", "objects.0.fields.0.required"),
                                 ("SCHEMA", "roles.0.objects.0"), ("SCHEMA", "version")]
-    assert snapshot(rt) == before
+    assert database_snapshot(rt) == before
 
 
 @pytest.mark.parametrize(("change", "expected"), [
@@ -190,25 +176,25 @@ def test_a_broken_manifest_reports_every_problem_and_installs_nothing(rt, tmp_pa
     (lambda d: d["seed"][1]["values"].update(price="cheap"), ("INVALID_FORMAT", "seed.1.values.price")),
     (lambda d: d["seed"][2]["values"].update(product={"$ref": "nothing"}), ("UNKNOWN_KEY", "seed.2.values.product")),
 ])
-def test_a_refused_step_is_reported_at_its_place_and_nothing_is_left(rt, tmp_path, change, expected):
+def test_a_refused_step_is_reported_at_its_place_and_nothing_is_left(rt, tmp_path, change, expected, database_snapshot):
     folder = copy_app(tmp_path, V1 / "shop")
     edit_manifest(folder, change)
-    before = snapshot(rt)
+    before = database_snapshot(rt)
     with pytest.raises(InvalidDefinition) as caught:
         rt.apps.install_app(S, str(folder))
     assert expected in problems(caught), problems(caught)
-    assert snapshot(rt) == before
+    assert database_snapshot(rt) == before
 
 
-def test_a_failing_hook_undoes_the_install(rt, tmp_path):
+def test_a_failing_hook_undoes_the_install(rt, tmp_path, database_snapshot):
     folder = copy_app(tmp_path, V1 / "shop")
     (folder / "hooks.py").write_text("def on_install(context):\n    raise RuntimeError('the warehouse is closed')\n")
-    before = snapshot(rt)
+    before = database_snapshot(rt)
     with pytest.raises(InvalidDefinition) as caught:
         rt.apps.install_app(S, str(folder))
     assert [(e.code, e.field, e.message) for e in caught.value.errors] == [
         ("HOOK_FAILED", "hooks", "The app's on_install hook failed: the warehouse is closed")]
-    assert snapshot(rt) == before
+    assert database_snapshot(rt) == before
 
 
 def test_only_administrators_manage_apps(rt):
