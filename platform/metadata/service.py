@@ -394,9 +394,7 @@ class MetadataService:
         data = _loaded(business_types.BusinessTypeSchema(), definition, "business type")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
-            if obj.business_type(data["api_name"]) is not None:
-                raise InvalidDefinition("The business type has problems; fix the listed fields.", errors=[
-                    FieldError("DUPLICATE", "api_name", f"'{object_api_name}' already has a business type '{data['api_name']}'")])
+            _refuse_taken(obj, obj.business_types, data["api_name"], "business type")
             kind = business_types.business_type_def({**data, "default": data["default"] or not obj.business_types},
                                                     len(obj.business_types))
             kinds = self._save_business_types(change, obj, kind, [k for k in obj.business_types])
@@ -470,9 +468,7 @@ class MetadataService:
         data = _loaded(validation_rules.ValidationRuleSchema(), definition, "validation rule")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
-            if any(r.api_name == data["api_name"] for r in obj.validation_rules):
-                raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=[
-                    FieldError("DUPLICATE", "api_name", f"'{object_api_name}' already has a validation rule '{data['api_name']}'")])
+            _refuse_taken(obj, obj.validation_rules, data["api_name"], "validation rule")
             rule = validation_rules.rule_def(data, len(obj.validation_rules))
             self._save_rules(change, obj, rule, (*obj.validation_rules, rule))
             change.log("create_validation_rule", object_api_name, rule.field, None, rule.as_dict())
@@ -515,9 +511,7 @@ class MetadataService:
         data = _loaded(layouts.LayoutSchema(), definition, "layout")
         with self._change(actor) as change:
             obj = change.catalog.object(object_api_name)
-            if any(existing.api_name == data["api_name"] for existing in obj.layouts):
-                raise InvalidDefinition("The layout has problems; fix the listed fields.", errors=[
-                    FieldError("DUPLICATE", "api_name", f"'{object_api_name}' already has a layout '{data['api_name']}'")])
+            _refuse_taken(obj, obj.layouts, data["api_name"], "layout")
             layout = layouts.layout_def(data)
             self._save_layouts(change, obj, layout, (*obj.layouts, layout))
             change.log("create_layout", object_api_name, None, None, layout.as_dict())
@@ -666,6 +660,13 @@ def _loaded(schema, data: Any, what: str) -> dict[str, Any]:
     if errors:
         raise InvalidDefinition(f"The {what} has problems; fix the listed fields.", errors=errors)
     return loaded
+
+
+def _refuse_taken(obj: ObjectDef, settings, api_name: str, what: str) -> None:
+    """A new business type, rule or layout must not take the api name of another of the object's."""
+    if any(setting.api_name == api_name for setting in settings):
+        raise InvalidDefinition(f"The {what} has problems; fix the listed fields.", errors=[
+            FieldError("DUPLICATE", "api_name", f"'{obj.api_name}' already has a {what} '{api_name}'")])
 
 
 def _named(obj: ObjectDef, settings, api_name: str, what: str):
