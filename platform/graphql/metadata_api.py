@@ -189,6 +189,18 @@ class ValidationRuleDefinition(graphene.ObjectType):
     active = graphene.Boolean(required=True)
 
 
+class BookingRuleDefinition(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    label = graphene.String(required=True)
+    resource_field = graphene.String(required=True, description="The lookup naming the booked record.")
+    start_field = graphene.String(required=True, description="The date field of the first day.")
+    end_field = graphene.String(required=True, description="The date field of the last day (included).")
+    status_field = graphene.String(description="The picklist saying whether a booking is active; null: every booking is.")
+    active_values = graphene.List(graphene.NonNull(graphene.String), required=True,
+                                  description="The statuses whose bookings hold the resource.")
+    message = graphene.String(required=True, description="Reported on the start field when bookings would overlap.")
+
+
 class LayoutField(graphene.ObjectType):
     field = graphene.String(required=True, description="The field's api name.")
     graphql_name = graphene.String(required=True, description="The record field holding its value.")
@@ -262,6 +274,8 @@ class ObjectDefinition(graphene.ObjectType):
     validation_rules = graphene.List(graphene.NonNull(ValidationRuleDefinition), required=True,
                                      description="Checks every write of the object's records must pass, in order.")
     layouts = graphene.List(graphene.NonNull(Layout), required=True, description="Form layouts, by business type and role.")
+    booking_rules = graphene.List(graphene.NonNull(BookingRuleDefinition), required=True,
+                                  description="At most one: the object's records book a resource over dates.")
 
     @staticmethod
     def resolve_business_types(obj: ObjectDef, _info):
@@ -270,6 +284,10 @@ class ObjectDefinition(graphene.ObjectType):
     @staticmethod
     def resolve_validation_rules(obj: ObjectDef, _info):
         return list(obj.validation_rules)
+
+    @staticmethod
+    def resolve_booking_rules(obj: ObjectDef, _info):
+        return list(obj.booking_rules)
 
     @staticmethod
     def resolve_layouts(obj: ObjectDef, info):
@@ -374,6 +392,17 @@ def _rule_settings(creating: bool) -> dict:
             "business_type": graphene.String(description="Only records of this business type."), "active": graphene.Boolean()}
 
 
+def _booking_rule_settings(creating: bool) -> dict:
+    """A booking rule as input: everything to create one; any setting (but the api name) to change one."""
+    name = {"api_name": graphene.String(required=True)} if creating else {}
+    return {**name, "label": graphene.String(required=creating), "resource_field": graphene.String(required=creating),
+            "start_field": graphene.String(required=creating), "end_field": graphene.String(required=creating),
+            "status_field": graphene.String(), "active_values": graphene.List(graphene.NonNull(graphene.String)),
+            "message": graphene.String()}
+
+
+BookingRuleInput = type("BookingRuleInput", (graphene.InputObjectType,), _booking_rule_settings(creating=True))
+BookingRuleUpdateInput = type("BookingRuleUpdateInput", (graphene.InputObjectType,), _booking_rule_settings(creating=False))
 ValidationRuleInput = type("ValidationRuleInput", (graphene.InputObjectType,), _rule_settings(creating=True))
 ValidationRuleUpdateInput = type("ValidationRuleUpdateInput", (graphene.InputObjectType,), _rule_settings(creating=False))
 
@@ -605,6 +634,13 @@ class MetadataMutation(graphene.ObjectType):
     update_validation_rule = graphene.Field(ValidationRuleDefinition, required=True, object=graphene.String(required=True),
                                             api_name=graphene.String(required=True), input=ValidationRuleUpdateInput(required=True))
     delete_validation_rule = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True))
+    create_booking_rule = graphene.Field(BookingRuleDefinition, required=True, object=graphene.String(required=True),
+                                         input=BookingRuleInput(required=True), description=(
+                                             "Make the object's records bookings: two active bookings of one resource never "
+                                             "overlap (refused while records already do)."))
+    update_booking_rule = graphene.Field(BookingRuleDefinition, required=True, object=graphene.String(required=True),
+                                         api_name=graphene.String(required=True), input=BookingRuleUpdateInput(required=True))
+    delete_booking_rule = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True))
     create_layout = graphene.Field(Layout, required=True, object=graphene.String(required=True), input=LayoutInput(required=True),
                                    description="A form layout for a business type and/or role (neither: the default).")
     update_layout = graphene.Field(Layout, required=True, object=graphene.String(required=True), api_name=graphene.String(required=True),
@@ -627,6 +663,24 @@ class MetadataMutation(graphene.ObjectType):
     def resolve_delete_validation_rule(_root, info, object, api_name):
         context = info.context
         _changing_business_type(lambda: context.metadata.delete_validation_rule(context.actor, object, api_name))
+        return api_name
+
+    @staticmethod
+    def resolve_create_booking_rule(_root, info, object, input):
+        context = info.context
+        data = _plain(input)
+        return _changing_business_type(lambda: context.metadata.create_booking_rule(context.actor, object, data), data)
+
+    @staticmethod
+    def resolve_update_booking_rule(_root, info, object, api_name, input):
+        context = info.context
+        data = _plain(input)
+        return _changing_business_type(lambda: context.metadata.update_booking_rule(context.actor, object, api_name, data), data)
+
+    @staticmethod
+    def resolve_delete_booking_rule(_root, info, object, api_name):
+        context = info.context
+        _changing_business_type(lambda: context.metadata.delete_booking_rule(context.actor, object, api_name))
         return api_name
 
     @staticmethod

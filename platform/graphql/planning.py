@@ -236,9 +236,9 @@ def operation_cost(schema, types, document, operation_name: str | None, variable
         try:
             args = get_argument_values(field, nodes[0], values)
             named = get_named_type(field.type)
-            if kind in ("list", "due"):
+            if kind in ("list", "due", "availability"):
                 total += planner.connection(obj, named, nodes, args)[2]
-            elif kind in ("aggregate", "funnel", "conversions", "map_grid"):
+            elif kind in ("aggregate", "funnel", "conversions", "map_grid", "occupancy"):
                 total += 1
             else:
                 rows = len(args.get("inputs") or args.get("items") or []) if kind.endswith("_many") else 1

@@ -589,7 +589,60 @@ class RecordTypes:
         for obj in self.catalog.objects.values():
             fields.update(self.funnel_fields(obj))
             fields.update(self.map_fields(obj))
+            fields.update(self.booking_fields(obj))
         return fields
+
+    # -- bookings --------------------------------------------------------------------------
+    def booking_fields(self, obj: ObjectDef) -> dict[str, GraphQLField]:
+        """``mediaBookingsAvailability`` and ``mediaBookingsOccupancy`` of an object with a booking
+        rule: the free resources of a period, and the booked days per resource and month."""
+        if not obj.booking_rules:
+            return {}
+        rule = obj.booking_rules[0]
+        resource = self.catalog.objects[obj.field(rule.resource_field).target]
+        period = {"from": GraphQLArgument(GraphQLNonNull(self.shared["Date"]), description="The first day."),
+                  "to": GraphQLArgument(GraphQLNonNull(self.shared["Date"]), description="The last day (included).")}
+        fields: dict[str, GraphQLField] = {}
+        available, occupied = names.availability_field(obj), names.occupancy_field(obj)
+        if ("query", available) not in self._clashing:
+            self.root_kinds[available] = ("availability", resource)
+            fields[available] = GraphQLField(
+                GraphQLNonNull(self.connection_type(resource)), {**period, **self.list_arguments(resource)},
+                resolve=self.resolvers.availability(obj, resource),
+                description=f"Your {resource.plural_label} that no active {obj.label} holds on any day of the period "
+                            f"(every booking counts, also those you cannot read).")
+        row_name = names.occupancy_type_name(obj)
+        if ("query", occupied) not in self._clashing and ("type", row_name) not in self._clashing:
+            status = obj.field(rule.status_field) if rule.status_field else None
+            arguments = {**period, "filter": GraphQLArgument(self.filter_type(resource), description=(
+                f"Which {resource.plural_label} (at most 1,000).")) }
+            if status is not None:
+                arguments["statuses"] = GraphQLArgument(GraphQLList(GraphQLNonNull(self.value_type(obj, status))), description=(
+                    "Count only bookings in these statuses (all active ones by default)."))
+            self.root_kinds[occupied] = ("occupancy", obj)
+            fields[occupied] = GraphQLField(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(self.occupancy_type(obj, resource)))), arguments,
+                resolve=self.resolvers.occupancy(obj, resource),
+                description=f"Per {resource.label} you may read and calendar month of the period: the days active "
+                            f"{obj.plural_label} hold, in {resource.label} order then month order.")
+        return fields
+
+    def occupancy_type(self, obj: ObjectDef, resource: ObjectDef) -> GraphQLObjectType:
+        name = names.occupancy_type_name(obj)
+        return self._once(name, lambda: GraphQLObjectType(name, {
+            "resourceId": GraphQLField(GraphQLNonNull(GraphQLID), resolve=read_value("resource_id")),
+            "resource": GraphQLField(self.record_type(resource), resolve=_funnel_owner, description=f"The {resource.label}."),
+            "month": GraphQLField(GraphQLNonNull(self.shared["Date"]), resolve=read_value("month"),
+                                  description="The first day of the month."),
+            "from": GraphQLField(GraphQLNonNull(self.shared["Date"]), resolve=read_value("from"),
+                                 description="The first day counted (the month's, or the period's)."),
+            "to": GraphQLField(GraphQLNonNull(self.shared["Date"]), resolve=read_value("to"), description="The last day counted."),
+            "days": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=read_value("days"), description="Days counted."),
+            "bookedDays": GraphQLField(GraphQLNonNull(GraphQLInt), resolve=read_value("booked_days"),
+                                       description="Of those, the days an active booking holds."),
+            "rate": GraphQLField(GraphQLNonNull(self.shared["Decimal"]), resolve=read_value("rate"),
+                                 description="bookedDays / days, 4 decimal places."),
+        }, description=f"How much of one month one resource of {obj.plural_label} is booked."))
 
     # -- maps ------------------------------------------------------------------------------
     def map_fields(self, obj: ObjectDef) -> dict[str, GraphQLField]:
@@ -758,7 +811,8 @@ class RecordTypes:
 
 
 def _funnel_owner(row, info):
-    """The owner record of a funnel row, read by the funnel's resolver for every row at once."""
+    """The related record of a row (a funnel's owner, an occupancy's resource), read by the root
+    resolver for every row at once."""
     return row.get(RELATED + info.path.key)
 
 

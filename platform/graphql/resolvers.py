@@ -136,28 +136,53 @@ class Resolvers:
                     by_owner=bool(byOwner), filter=filter_spec(self.types, obj, filter), unit=unit)
             except LowcodeError as error:
                 raise in_graphql_names(_argument_paths(error), context.catalog, obj, filter_value=filter) from None
-            self._funnel_owners(info, rows)
+            self._attach(info, rows, "owner", context.catalog.objects.get("user"), "owner_id")
             return rows
         return resolve
 
-    def _funnel_owners(self, info: GraphQLResolveInfo, rows: list[dict[str, Any]]) -> None:
-        """Each row's owner record under ``@<response key>``, for every ``owner`` selection, read at once."""
+    def _attach(self, info: GraphQLResolveInfo, rows: list[dict[str, Any]], relation: str, target: ObjectDef | None,
+                id_key: str) -> None:
+        """Each row's ``relation`` record (``target``'s, by the id in ``id_key``) under ``@<response
+        key>``, for every selection of it, all read at once."""
         context = info.context
-        user = context.catalog.objects.get("user")
         row_type = get_named_type(info.return_type)
         planner = self._planner(info)
         for key, nodes in planner.sub_fields(row_type, info.field_nodes).items():
-            if nodes[0].name.value != "owner" or user is None:
+            if nodes[0].name.value != relation or target is None:
                 continue
-            ids = list(dict.fromkeys(row["owner_id"] for row in rows if row.get("owner_id")))
+            ids = list(dict.fromkeys(row[id_key] for row in rows if row.get(id_key)))
             found: dict[str, Any] = {}
             if ids:
-                selection = self._guard(info, user, lambda: planner.record(
-                    user, get_named_type(row_type.fields["owner"].type), nodes, len(ids))[0])
-                records = self._guard(info, user, lambda: context.records.read_records(context.actor, "user", ids, selection))
+                selection = self._guard(info, target, lambda: planner.record(
+                    target, get_named_type(row_type.fields[relation].type), nodes, len(ids))[0])
+                records = self._guard(info, target, lambda: context.records.read_records(context.actor, target.api_name, ids, selection))
                 found = dict(zip(ids, records))
             for row in rows:
-                row[RELATED + key] = found.get(row.get("owner_id"))
+                row[RELATED + key] = found.get(row.get(id_key))
+
+    def availability(self, obj: ObjectDef, resource: ObjectDef):
+        """The resources no active booking holds in the period: a page like the list query's."""
+        def resolve(_root, info, **args):
+            context = info.context
+            start, end = args.pop("from"), args.pop("to")
+            planner = self._planner(info)
+            window, selection, _cost = self._guard(info, resource, lambda: planner.connection(
+                resource, get_named_type(info.return_type), info.field_nodes, args))
+            branch = self._guard(info, resource, lambda: context.records.available(
+                context.actor, obj.api_name, start, end, window, selection), filter_value=args.get("filter"))
+            return Connection(branch, window.after)
+        return resolve
+
+    def occupancy(self, obj: ObjectDef, resource: ObjectDef):
+        """Booked days per resource and month (one record service call), then the resources asked for."""
+        def resolve(_root, info, filter=None, statuses=None, **args):
+            context = info.context
+            rows = self._guard(info, resource, lambda: context.records.occupancy(
+                context.actor, obj.api_name, args["from"], args["to"], filter=filter_spec(self.types, resource, filter),
+                statuses=statuses), filter_value=filter)
+            self._attach(info, rows, "resource", resource, "resource_id")
+            return rows
+        return resolve
 
     def conversions(self, obj: ObjectDef):
         """Stage to stage conversion rates; stages and types named as in their enums."""

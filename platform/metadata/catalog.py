@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, select
 
 from . import store
 from .definitions import (
+    BookingRuleDef,
     BusinessTypeDef,
     FieldDef,
     LayoutDef,
@@ -88,6 +89,7 @@ def load_catalog(conn: Connection) -> Catalog:
     kinds = business_types_by_object(conn)
     rules = validation_rules_by_object(conn)
     layouts = layouts_by_object(conn)
+    bookings = booking_rules_by_object(conn)
     objects = {}
     for row in conn.execute(select(store.objects)).mappings():
         objects[row["api_name"]] = ObjectDef(
@@ -95,6 +97,7 @@ def load_catalog(conn: Connection) -> Catalog:
             plural_label=row["plural_label"], description=row["description"], system=row["system"],
             fields=tuple(field_rows.get(row["api_name"], ())), business_types=kinds.get(row["api_name"], ()),
             validation_rules=rules.get(row["api_name"], ()), layouts=layouts.get(row["api_name"], ()),
+            booking_rules=bookings.get(row["api_name"], ()),
         )
     return Catalog(version, objects)
 
@@ -106,6 +109,17 @@ def layouts_by_object(conn: Connection) -> dict[str, tuple[LayoutDef, ...]]:
         found[row["object_api_name"]].append(LayoutDef(
             api_name=row["api_name"], label=row["label"], business_type=row["business_type"], role=row["role"],
             sections=freeze(row["sections"] or []), related_lists=freeze(row["related_lists"] or [])))
+    return {name: tuple(items) for name, items in found.items()}
+
+
+def booking_rules_by_object(conn: Connection) -> dict[str, tuple[BookingRuleDef, ...]]:
+    found: dict[str, list[BookingRuleDef]] = defaultdict(list)
+    table = store.booking_rules
+    for row in conn.execute(select(table).order_by(table.c.object_api_name, table.c.api_name)).mappings():
+        found[row["object_api_name"]].append(BookingRuleDef(
+            api_name=row["api_name"], label=row["label"], resource_field=row["resource_field"], start_field=row["start_field"],
+            end_field=row["end_field"], status_field=row["status_field"], active_values=tuple(row["active_values"] or ()),
+            message=row["message"]))
     return {name: tuple(items) for name, items in found.items()}
 
 

@@ -15,8 +15,9 @@ from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 from sqlalchemy import update as sa_update
 
-from .definitions import FieldDef, ObjectDef
-from .names import table_name
+from .booking_rules import guard_name
+from .definitions import BookingRuleDef, FieldDef, ObjectDef
+from .names import constraint_name, table_name
 from .tables import ddl_elements, field_columns, foreign_key_for, index_for
 
 
@@ -70,6 +71,7 @@ class SchemaEditor:
             if foreign_key is not None:
                 self._create_foreign_key(table, field)
         self._create_index(table, field)
+        self._reguard(obj)
 
     def drop_field(self, obj: ObjectDef, field: FieldDef) -> None:
         table = obj.table_name
@@ -79,6 +81,7 @@ class SchemaEditor:
                 batch.drop_constraint(foreign_key.name, type_="foreignkey")
             for column in field_columns(field):
                 batch.drop_column(column.name)
+        self._reguard(obj)
 
     def alter_field(self, obj: ObjectDef, old: FieldDef, new: FieldDef) -> None:
         """Change a column's type (only conversions the field types call safe reach here) and indexes."""
@@ -100,6 +103,55 @@ class SchemaEditor:
         if (old_index is None) != (new_index is None) or (old_index is not None and old_index.name != new_index.name):
             self._drop_index(table, old)
             self._create_index(table, new)
+        self._reguard(obj)
+
+    def add_booking_guard(self, obj: ObjectDef, rule: BookingRuleDef) -> None:
+        """Make the database refuse two active overlapping bookings of one resource, whoever writes:
+        an exclusion constraint on PostgreSQL, triggers on SQLite (writes there are serialized)."""
+        quote = self.conn.dialect.identifier_preparer.quote
+        table, name = quote(obj.table_name), guard_name(obj, rule)
+        resource, start, end = (quote(f) for f in (rule.resource_field, rule.start_field, rule.end_field))
+        if self.dialect == "sqlite":
+            self.conn.exec_driver_sql(f"CREATE INDEX {quote(constraint_name('ixbk', obj.table_name, rule.api_name))} "
+                                      f"ON {table} ({resource}, {start})")
+            for event in ("INSERT", "UPDATE"):
+                self.conn.exec_driver_sql(
+                    f"CREATE TRIGGER {quote(name + '_' + event.lower())} BEFORE {event} ON {table} FOR EACH ROW "
+                    f"WHEN {self._held(rule, 'NEW.')} BEGIN SELECT RAISE(ABORT, '{name}') WHERE EXISTS ("
+                    f"SELECT 1 FROM {table} AS other WHERE {self._held(rule, 'other.')} AND other.{resource} = NEW.{resource} "
+                    f"AND other.id <> NEW.id AND other.{start} <= NEW.{end} AND other.{end} >= NEW.{start}); END")
+            return
+        self.conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        self.conn.exec_driver_sql(
+            f"ALTER TABLE {table} ADD CONSTRAINT {quote(name)} EXCLUDE USING gist "
+            f"({resource} WITH =, daterange({start}, {end}, '[]') WITH &&) WHERE ({self._held(rule, '')})")
+
+    def drop_booking_guard(self, obj: ObjectDef, rule: BookingRuleDef) -> None:
+        quote = self.conn.dialect.identifier_preparer.quote
+        table, name = quote(obj.table_name), guard_name(obj, rule)
+        if self.dialect == "sqlite":
+            for event in ("insert", "update"):
+                self.conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {quote(name + '_' + event)}")
+            self.conn.exec_driver_sql(f"DROP INDEX IF EXISTS {quote(constraint_name('ixbk', obj.table_name, rule.api_name))}")
+            return
+        self.conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {quote(name)}")
+
+    def _reguard(self, obj: ObjectDef) -> None:
+        """SQLite rebuilds a table to alter it, losing its triggers: put the booking guards back."""
+        if self.dialect == "sqlite":
+            for rule in obj.booking_rules:
+                self.drop_booking_guard(obj, rule)
+                self.add_booking_guard(obj, rule)
+
+    def _held(self, rule: BookingRuleDef, prefix: str) -> str:
+        """SQL true for a row that holds its resource (``prefix``: ``NEW.`` or an alias)."""
+        quote = self.conn.dialect.identifier_preparer.quote
+        parts = [f"{prefix}deleted_at IS NULL", *(f"{prefix}{quote(f)} IS NOT NULL" for f in
+                                                  (rule.resource_field, rule.start_field, rule.end_field))]
+        if rule.status_field is not None:
+            values = ", ".join(_sql_string(v) for v in rule.active_values)
+            parts.append(f"{prefix}{quote(rule.status_field)} IN ({values})")
+        return " AND ".join(parts)
 
     def _convert_values(self, obj: ObjectDef, old: FieldDef, new: FieldDef) -> None:
         records = sa_table(obj.table_name, sa_column(new.api_name))
@@ -116,3 +168,8 @@ class SchemaEditor:
         index = index_for(table, field)
         if index is not None:
             self.ops.drop_index(index.name, table_name=table)
+
+
+def _sql_string(value: str) -> str:
+    """A string literal for DDL (constraint predicates cannot take bound parameters)."""
+    return "'" + value.replace("'", "''") + "'"

@@ -153,6 +153,31 @@ class ValidationRuleDef:
 
 
 @dataclass(frozen=True)
+class BookingRuleDef:
+    """Records of the object book ``resource_field``'s record from ``start_field`` to ``end_field``
+    (dates, both days included); two active bookings of one resource never overlap. Active: the
+    ``status_field`` holds one of ``active_values`` (every record when there is no status field)."""
+
+    api_name: str
+    label: str
+    resource_field: str
+    start_field: str
+    end_field: str
+    status_field: str | None = None
+    active_values: tuple[str, ...] = ()
+    message: str = "The resource is already booked for part of this period."
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f for f in (self.resource_field, self.start_field, self.end_field, self.status_field) if f)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api_name": self.api_name, "label": self.label, "resource_field": self.resource_field,
+                "start_field": self.start_field, "end_field": self.end_field, "status_field": self.status_field,
+                "active_values": list(self.active_values), "message": self.message}
+
+
+@dataclass(frozen=True)
 class LayoutDef:
     """How a record form of one object is laid out (for one business type and/or role, or the
     default): ordered sections of fields flagged required or read-only, and related lists."""
@@ -212,6 +237,7 @@ class ObjectDef:
     business_types: tuple[BusinessTypeDef, ...] = ()
     validation_rules: tuple[ValidationRuleDef, ...] = ()
     layouts: tuple[LayoutDef, ...] = ()
+    booking_rules: tuple[BookingRuleDef, ...] = ()
 
     @property
     def table_name(self) -> str:

@@ -38,12 +38,13 @@ PLATFORM_TYPE_NAMES = frozenset("""
     App UninstalledApp
     LayoutFieldInput LayoutRelatedListInput
     GeolocationFilter GeoBoxInput GeoRadiusInput MapCell
+    BookingRuleDefinition BookingRuleInput BookingRuleUpdateInput
 """.split())
 """Names of the platform's own types, which no object may generate (the metadata API's, then the
 security admin API's, then those of business types and stages: ``StageHistoryEntry`` is in the
 schema only while some object has stages, the others always), then those of funnels and conversions
-(``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules, layouts
-and map queries over geolocation fields."""
+(``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules, layouts,
+map queries over geolocation fields and booking rules."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
@@ -56,6 +57,7 @@ PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
     "createBusinessType", "updateBusinessType", "deleteBusinessType",
     "createValidationRule", "updateValidationRule", "deleteValidationRule", "createLayout", "updateLayout", "deleteLayout",
+    "createBookingRule", "updateBookingRule", "deleteBookingRule",
     "createOrgUnit", "moveOrgUnit", "deleteOrgUnit", "createUser", "setPassword", "deleteUser",
     "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
     "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
@@ -111,6 +113,21 @@ def process_type_names(obj: ObjectDef) -> list[str]:
 def due_field(obj: ObjectDef) -> str:
     """The query of the records running out of time in their stage: ``opportunitiesDueInStage``."""
     return camel_case(obj.plural_api_name) + "DueInStage"
+
+
+def availability_field(obj: ObjectDef) -> str:
+    """The free resources of a booking object: ``mediaBookingsAvailability``."""
+    return camel_case(obj.plural_api_name) + "Availability"
+
+
+def occupancy_field(obj: ObjectDef) -> str:
+    """The occupancy per resource and month of a booking object: ``mediaBookingsOccupancy``."""
+    return camel_case(obj.plural_api_name) + "Occupancy"
+
+
+def occupancy_type_name(obj: ObjectDef) -> str:
+    """``MediaBookingOccupancy``: one resource's month."""
+    return pascal_case(obj.api_name) + "Occupancy"
 
 
 def funnel_field(obj: ObjectDef) -> str:
@@ -338,6 +355,11 @@ def find_collisions(objects: Mapping[str, ObjectDef]) -> list[Collision]:
             query[funnel_field(obj)].append(Source(obj.api_name, None, "api_name", f"the funnel of object '{obj.api_name}'"))
             query[conversions_field(obj)].append(Source(obj.api_name, None, "api_name",
                                                         f"the stage conversions of object '{obj.api_name}'"))
+        if obj.booking_rules:
+            booking = Source(obj.api_name, None, "plural_api_name", f"the booking rule of object '{obj.api_name}'")
+            query[availability_field(obj)].append(booking)
+            query[occupancy_field(obj)].append(booking)
+            types[occupancy_type_name(obj)].append(Source(obj.api_name, None, "api_name", f"the booking rule of object '{obj.api_name}'"))
         mapped = geolocation_fields(obj)
         if mapped:
             # Named by the plural, there because of the first geolocation field: a change adding it is blamed.

@@ -29,12 +29,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from . import business_types, layouts, store, validation_rules
+from . import booking_rules, business_types, layouts, store, validation_rules
 from .actors import SYSTEM_ACTOR, Actor
 from .catalog import Catalog, CatalogCache
 from .database import WRITE, is_sqlite
 from .ddl import SchemaEditor
 from .definitions import (
+    BookingRuleDef,
     BusinessTypeDef,
     FieldDef,
     LayoutDef,
@@ -282,7 +283,8 @@ class MetadataService:
                 conn.execute(delete(store.objects).where(store.objects.c.api_name == api_name))
                 conn.execute(delete(store.auto_numbers).where(store.auto_numbers.c.object_api_name == api_name))
                 conn.execute(delete(store.field_history).where(store.field_history.c.object_api_name == api_name))
-                for owned in (store.stages, store.business_types, store.stage_history, store.validation_rules, store.layouts):
+                for owned in (store.stages, store.business_types, store.stage_history, store.validation_rules, store.layouts,
+                              store.booking_rules):
                     conn.execute(delete(owned).where(owned.c.object_api_name == api_name))
                 for forget in self.on_delete:
                     forget(conn, api_name, None)
@@ -345,7 +347,7 @@ class MetadataService:
             problem = new.field_type.change_problem(old, new)
             if problem:
                 raise UnsafeChange(problem, field="options", old_type=old.type, new_type=new.type)
-            readers = fields_reading(change.catalog.objects, obj, field_api_name)
+            readers = fields_reading(change.catalog.objects, obj, field_api_name) + booking_rules.rules_using(obj, field_api_name)
             if readers and (old.type, old.options.get("scale")) != (new.type, new.options.get("scale")):
                 raise InUse(f"'{object_api_name}.{field_api_name}' is read by {', '.join(readers)}; its type cannot change while they do.",
                             field="type", used_by=readers)
@@ -503,6 +505,59 @@ class MetadataService:
         if problems:
             raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=problems)
         validation_rules.write(change.conn, obj.api_name, rules)
+
+    # -- booking rules ----------------------------------------------------------------------
+    @_administrators_only
+    def create_booking_rule(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> BookingRuleDef:
+        """Make the object's records bookings of a resource over dates: two active bookings of one
+        resource never overlap, guarded by the database. Refused while existing records overlap."""
+        data = _loaded(booking_rules.BookingRuleSchema(), definition, "booking rule")
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            _refuse_taken(obj, obj.booking_rules, data["api_name"], "booking rule")
+            rule = booking_rules.rule_def(data)
+            self._save_booking_rule(change, obj, None, rule)
+            change.log("create_booking_rule", object_api_name, None, None, rule.as_dict())
+            return rule
+
+    @_administrators_only
+    def update_booking_rule(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> BookingRuleDef:
+        data = _loaded(booking_rules.BookingRuleUpdateSchema(), changes, "booking rule")
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = _named(obj, obj.booking_rules, api_name, "booking rule")
+            rule = booking_rules.rule_def({**current.as_dict(), **data})
+            self._save_booking_rule(change, obj, current, rule)
+            change.log("update_booking_rule", object_api_name, None, current.as_dict(), rule.as_dict())
+            return rule
+
+    @_administrators_only
+    def delete_booking_rule(self, actor: Actor, object_api_name: str, api_name: str) -> None:
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = _named(obj, obj.booking_rules, api_name, "booking rule")
+            self._ddl(change, lambda: change.schema.drop_booking_guard(obj, current))
+            booking_rules.write(change.conn, object_api_name, tuple(r for r in obj.booking_rules if r.api_name != current.api_name))
+            change.log("delete_booking_rule", object_api_name, None, current.as_dict(), None)
+
+    def _save_booking_rule(self, change: MetaChange, obj: ObjectDef, current: BookingRuleDef | None, rule: BookingRuleDef) -> None:
+        problems = booking_rules.problems(obj, rule)
+        if problems:
+            raise InvalidDefinition("The booking rule has problems; fix the listed fields.", errors=problems)
+        records = query_table(obj, new_metadata())
+        backwards = booking_rules.backwards_in_data(change.conn, rule, records)
+        if backwards:
+            raise UnsafeChange(f"{backwards} active record(s) end before they start; correct them first.",
+                               field="end_field", records=backwards)
+        overlaps = booking_rules.overlaps_in_data(change.conn, obj, rule, records)
+        if overlaps:
+            raise UnsafeChange(f"{overlaps} pair(s) of active records already overlap on one resource; cancel or move them first.",
+                               field="api_name", overlapping_pairs=overlaps)
+        if current is not None:
+            self._ddl(change, lambda: change.schema.drop_booking_guard(obj, current))
+        self._ddl(change, lambda: change.schema.add_booking_guard(obj, rule))
+        booking_rules.write(change.conn, obj.api_name, tuple(rule if r.api_name == rule.api_name else r for r in obj.booking_rules)
+                            if current is not None else (*obj.booking_rules, rule))
 
     # -- layouts ----------------------------------------------------------------------------
     @_administrators_only
@@ -685,6 +740,7 @@ def _configuration_using(obj: ObjectDef, field_api_name: str) -> list[str]:
             users.append(f"business type '{kind.api_name}'")
     users.extend(f"validation rule '{r.api_name}'" for r in obj.validation_rules
                  if r.field == field_api_name or field_api_name in referenced_fields(r.expression))
+    users.extend(booking_rules.rules_using(obj, field_api_name))
     users.extend(f"layout '{layout.api_name}'" for layout in obj.layouts
                  if any(item["field"] == field_api_name for section in layout.sections for item in section["fields"]))
     return users

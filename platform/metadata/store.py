@@ -162,6 +162,19 @@ validation_rules = Table(
     Column("position", Integer, nullable=False),
 )
 
+booking_rules = Table(
+    "lc_booking_rule", platform_metadata,
+    Column("object_api_name", String(63), ForeignKey("lc_object.api_name", ondelete="CASCADE"), primary_key=True),
+    Column("api_name", String(63), primary_key=True),
+    Column("label", String(255), nullable=False),
+    Column("resource_field", String(63), nullable=False),
+    Column("start_field", String(63), nullable=False),
+    Column("end_field", String(63), nullable=False),
+    Column("status_field", String(63), nullable=True),
+    Column("active_values", JsonValue, nullable=False),
+    Column("message", Text, nullable=False),
+)
+
 layouts = Table(
     "lc_layout", platform_metadata,
     Column("object_api_name", String(63), ForeignKey("lc_object.api_name", ondelete="CASCADE"), primary_key=True),

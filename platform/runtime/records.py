@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import True_
 
 from ..metadata import store
 from ..metadata.actors import Actor
+from ..metadata.booking_rules import guard_name
 from ..metadata.catalog import Catalog, CatalogCache
 from ..metadata.database import WRITE
 from ..metadata.definitions import ObjectDef
@@ -52,6 +53,7 @@ from ..metadata.versions import read_stored_version
 from . import rollups
 from .access import AccessPolicy, FieldAccess, OpenAccess
 from .aggregates import parse_aggregate, run_aggregate
+from .bookings import booking_rule, free_predicate, occupancy, overlap_problems, period
 from .computed import compute, selectables
 from .filters import FilterCompiler
 from .funnel import conversions, funnel_request, funnel_rows
@@ -129,6 +131,9 @@ SQLITE_BUSY = {5, 6}
 def _constraint_error(obj: ObjectDef, exc: IntegrityError) -> ValidationFailed:
     """A constraint a concurrent writer won, found by its conventional name (never by message text)."""
     name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or ""
+    for rule in obj.booking_rules:
+        if guard_name(obj, rule) in (name, str(exc.orig)):
+            return ValidationFailed.of([FieldError("OVERLAP", rule.start_field, rule.message, {"booking_rule": rule.api_name})])
     for field in obj.fields:
         if name == constraint_name("uq", obj.table_name, field.api_name):
             return ValidationFailed.of([FieldError("DUPLICATE_VALUE", field.api_name, "was just taken by another record; it must be unique")])
@@ -428,6 +433,36 @@ class RecordService:
             where = and_(self._alive(table, False), self._scope(actor, obj, table, "read"), condition)
             return grid_cells(conn, table, request, where)
 
+    def available(self, actor: Actor, object_name: str, start: Any, end: Any, window: Window, selection: Selection) -> Branch:
+        """A page of the resources ``object_name`` books (those the caller may read) that no active
+        booking holds on any day from ``start`` to ``end``."""
+        self._check_first(window.first, "first")
+        with self._reading() as (conn, catalog):
+            obj, rule, resources = booking_rule(catalog, object_name)
+            start, end = period(start, end)
+            _, table = self._object(catalog, actor, resources.api_name, "read")
+            selection = self._check_selection(catalog, actor, resources, selection, "selection")
+            extra = free_predicate(catalog, obj, rule, table, start, end)
+            return self._reader(conn, catalog, actor).page(resources, window, selection, extra)
+
+    def occupancy(self, actor: Actor, object_name: str, start: Any, end: Any, *, filter: dict | None = None,
+                  statuses: list[str] | None = None) -> list[dict[str, Any]]:
+        """Per resource the caller may read (matching ``filter``; at most :data:`MAX_PAGE_SIZE`) and
+        calendar month from ``start`` to ``end``: the days within the period, the days active
+        bookings (of ``statuses``, if given) hold, and the rate."""
+        with self._reading() as (conn, catalog):
+            obj, rule, resources = booking_rule(catalog, object_name)
+            start, end = period(start, end)
+            unknown = [i for i, s in enumerate(statuses or []) if s not in rule.active_values]
+            if unknown:
+                raise ValidationFailed.of([FieldError("UNKNOWN_VALUE", f"statuses.{i}", f"'{statuses[i]}' is not an active status "
+                                                      f"of the booking rule ({', '.join(rule.active_values)})") for i in unknown])
+        page = self.query(actor, resources.api_name, filter=filter, first=MAX_PAGE_SIZE, fields=["id"], order_by=["id"])
+        if page.has_next_page:
+            raise ValidationFailed.of([FieldError("TOO_MANY", "filter", f"more than {MAX_PAGE_SIZE} resources match; narrow the filter")])
+        with self._reading() as (conn, catalog):
+            return occupancy(conn, catalog, obj, rule, [r["id"] for r in page.records], start, end, statuses)
+
     def funnel(self, actor: Actor, object_name: str, *, amount_field: str, date_field: str | None = None,
                period: str | None = None, by_owner: bool = False, filter: dict | None = None,
                unit: str | None = None) -> list[dict[str, Any]]:
@@ -586,9 +621,13 @@ class RecordService:
                     if alive is None:
                         raise Conflict(f"Its master ({field.label}) is in the recycle bin; restore the master first.", field=field.api_name)
             revived = self._cascade(conn, catalog, obj, [current["id"]], deleted=True, deleted_at=current["deleted_at"])
+            self._refuse_double_booking(conn, catalog, revived)
             now = _now()
-            for target, ids in revived.items():
-                self._set_deleted(conn, catalog, target, ids, None, actor, now)
+            try:
+                for target, ids in revived.items():
+                    self._set_deleted(conn, catalog, target, ids, None, actor, now)
+            except IntegrityError as exc:
+                raise Conflict(_constraint_error(catalog.object(object_name), exc).errors[0].message) from None
             for target, ids in revived.items():
                 rollups.refresh(conn, catalog, target, rollups.stored_masters(conn, catalog, target, ids))
             write_history(conn, obj, actor, now, [(current["id"], None, "restored", None, None)])
@@ -624,6 +663,8 @@ class RecordService:
             errors.extend(p.at(i) for p in problems) if indexed else errors.extend(problems)
             records.append(coerced)
         errors.extend(self._database_problems(conn, catalog, obj, actor, records, [None] * len(records), indexed))
+        if not errors:
+            errors.extend(e.at(i) if indexed else e for i, e in overlap_problems(conn, obj, table, records, [None] * len(records)))
         if errors:
             raise ValidationFailed.of(errors)
         now = _now()
@@ -673,6 +714,8 @@ class RecordService:
             process_errors, reopening = settle(obj, current, coerced)
             errors.extend(process_errors)
         errors.extend(self._database_problems(conn, catalog, obj, actor, [coerced], [current["id"]], False))
+        if not errors and obj.booking_rules:
+            errors.extend(e for _, e in overlap_problems(conn, obj, table, [{**current, **coerced}], [current["id"]]))
         if errors:
             raise ValidationFailed.of(at(errors))
         if reopening:
@@ -899,6 +942,18 @@ class RecordService:
                         blockers.append(f"{count} {child.label} record(s) through '{field.api_name}'")
         if blockers:
             raise InUse(f"This record is still referenced by {', '.join(blockers)}; remove those references first.", referrers=blockers)
+
+    @staticmethod
+    def _refuse_double_booking(conn, catalog, revived: dict[str, list[str]]) -> None:
+        """Restoring bookings whose days another active booking of their resource took meanwhile is a CONFLICT."""
+        for object_name, ids in revived.items():
+            obj = catalog.object(object_name)
+            if not obj.booking_rules:
+                continue
+            table = catalog.table(object_name)
+            records = [{**row, "deleted_at": None} for row in conn.execute(select(table).where(table.c.id.in_(ids))).mappings()]
+            for i, problem in overlap_problems(conn, obj, table, records, [r["id"] for r in records]):
+                raise Conflict(f"It cannot come back: {problem.message}", field=problem.field, record_id=records[i]["id"])
 
     def _set_deleted(self, conn, catalog, object_name, ids, deleted_at, actor, at) -> None:
         """Set (or clear, with ``None``) ``deleted_at``, as a change made by ``actor`` at ``at``."""

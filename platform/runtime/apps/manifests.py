@@ -16,7 +16,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from ...metadata.errors import FieldError, InvalidDefinition, NotFound
 
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.json")
-KINDS = ("business_types", "validation_rules", "layouts")
+KINDS = ("business_types", "validation_rules", "booking_rules", "layouts")
 """Settings an app makes on an object (its own or another's), keyed by object and api name."""
 
 

@@ -36,7 +36,8 @@ from ..security.service import SecurityService
 from . import manifests, store
 from .manifests import KINDS, Manifest
 
-ITEM_KINDS = {"business_types": "business_type", "validation_rules": "validation_rule", "layouts": "layout"}
+ITEM_KINDS = {"business_types": "business_type", "validation_rules": "validation_rule", "booking_rules": "booking_rule",
+              "layouts": "layout"}
 
 
 class AppService:
