@@ -32,6 +32,9 @@ class SaveContext:
     record: dict[str, Any]
     old: dict[str, Any] | None
     """The record before an update; ``None`` when creating."""
+    records: Any = None
+    """The record service inside the write's transaction (what a hook reads or writes commits
+    or rolls back with the save, through every check of the platform)."""
 
 
 Hook = Callable[[SaveContext], None]

@@ -349,7 +349,8 @@ class _Step:
         if module is not None and hasattr(module, "on_install"):
             with _at("hooks", code="HOOK_FAILED"):
                 try:
-                    module.on_install(InstallContext(self.conn, self.actor, self.records, manifest.version, upgrading_from))
+                    module.on_install(InstallContext(self.conn, self.actor, self.records, self.security, manifest.version,
+                                                     upgrading_from))
                 except LowcodeError:
                     raise
                 except Exception as exc:  # an app's code failing must undo the install, and say why
@@ -365,10 +366,12 @@ class _Step:
 
 
 class InstallContext:
-    """What an app's ``on_install(context)`` gets: the transaction's record service and versions."""
+    """What an app's ``on_install(context)`` gets: the transaction's record and security services, and versions."""
 
-    def __init__(self, conn: Connection, actor: Actor, records: RecordService, version: str, upgrading_from: str | None):
-        self.conn, self.actor, self.records, self.version, self.upgrading_from = conn, actor, records, version, upgrading_from
+    def __init__(self, conn: Connection, actor: Actor, records: RecordService, security: SecurityService, version: str,
+                 upgrading_from: str | None):
+        self.conn, self.actor, self.records, self.security = conn, actor, records, security
+        self.version, self.upgrading_from = version, upgrading_from
 
 
 @contextmanager
