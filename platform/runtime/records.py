@@ -670,10 +670,22 @@ class RecordService:
         now = _now()
         canonical = list(obj.fields_by_name)
         starting = rollups.starting_values(obj)
+        homes: dict[tuple[Any, Any], Any] = {}
+
+        def home(owner_id, business_type):
+            """The creator's unit; the platform itself has none, so what it makes for an owner (an
+            import, an app's data) belongs to the owner's unit, as after a transfer."""
+            if owner_id is None or not actor.is_system:
+                return self.policy.owning_unit(actor, obj, business_type)
+            if (owner_id, business_type) not in homes:
+                homes[(owner_id, business_type)] = (self.policy.home_unit(owner_id, obj, business_type)
+                                                     or self.policy.owning_unit(actor, obj, business_type))
+            return homes[(owner_id, business_type)]
+
         for position, record in enumerate(records):
             record.update({
                 "id": new_record_id(), "owner_id": record.get("owner_id") or actor.id,
-                "org_unit_id": record.get("org_unit_id") or self.policy.owning_unit(actor, obj, record.get("business_type")),
+                "org_unit_id": record.get("org_unit_id") or home(record.get("owner_id"), record.get("business_type")),
                 "business_type": record.get("business_type"), "stage_entered_at": now if record.get("stage") else None,
                 "created_at": now, "created_by": actor.id, "updated_at": now, "updated_by": actor.id, "version": 1, "deleted_at": None,
             })
@@ -891,9 +903,17 @@ class RecordService:
                 found.update(conn.execute(select(target_table.c.id).where(
                     target_table.c.id.in_(chunk), target_table.c.deleted_at.is_(None), reach,
                 ).order_by(target_table.c.id).with_for_update(**lock)).scalars())
-            for missing in set(wanted) - found:
-                for i in wanted[missing]:
-                    add(i, FieldError("INVALID_REFERENCE", field.api_name, f"no {target.label} record with id {missing} exists", {"target": target.api_name}))
+            missing = set(wanted) - found
+            readable = set()
+            if missing and field.type == "master_detail":
+                readable = set(conn.execute(select(target_table.c.id).where(
+                    target_table.c.id.in_(sorted(missing)), target_table.c.deleted_at.is_(None),
+                    self._scope(actor, target, target_table, "read"))).scalars())
+            for absent in missing:
+                message = (f"you may read but not change {target.label} {absent}, so you may not add records under it"
+                           if absent in readable else f"no {target.label} record with id {absent} exists")
+                for i in wanted[absent]:
+                    add(i, FieldError("INVALID_REFERENCE", field.api_name, message, {"target": target.api_name}))
         return problems
 
     def _cascade(self, conn, catalog, obj, ids, *, deleted: bool | None, deleted_at=None) -> dict[str, list[str]]:

@@ -92,6 +92,8 @@ class RecordValidator:
         bad_fields: set[str] = set()
         for error in () if fast is not None and fast(values) else validator.iter_errors(values):
             for field_error in self._describe(error, values):
+                if field_error.code == "REQUIRED" and field_error in errors:
+                    continue
                 errors.append(field_error)
                 if field_error.field:
                     bad_fields.add(field_error.field.split(".")[0])

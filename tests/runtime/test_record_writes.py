@@ -613,6 +613,10 @@ def test_required_field_missing_or_null(rt):
     with pytest.raises(ValidationFailed) as exc:
         rt.records.create(SYS, "line_item", {"label": "orphan"})
     assert ("REQUIRED", "opportunity") in codes(exc)
+    rt.metadata.create_field(SYS, "line_item", {"api_name": "sku", "label": "SKU", "type": "text", "required": True})
+    with pytest.raises(ValidationFailed) as exc:
+        rt.records.create(SYS, "line_item", {"label": "orphan"})
+    assert sorted((e.code, e.field) for e in exc.value.errors) == [("REQUIRED", "opportunity"), ("REQUIRED", "sku")]
     assert count(rt, "account") == 0 and count(rt, "line_item") == 0
 
     acct = rt.records.create(SYS, "account", {"name": "A"})

@@ -351,6 +351,39 @@ def tree(runtime):
 ALL_ACTIONS = ["read", "create", "update", "delete", "export", "transfer", "restore"]
 
 
+def test_a_detail_under_a_master_one_may_read_but_not_change_is_refused_with_that_reason(tree):
+    org, units, _, other = tree
+    rt = org.rt
+    rt.metadata.create_object(S, {"api_name": "note_line", "label": "Note line", "fields": [
+        {"api_name": "deal", "label": "Deal", "type": "master_detail", "options": {"target": "deal"}},
+        {"api_name": "text", "label": "Text", "type": "text"}]})
+    org.role("reader", {"deal": (["read"], "all", "own"), "note_line": (["read", "create"], "all", "all")})
+    reader = org.actor(org.user("reader", (units["east"], "reader")))
+    theirs = org.deal(other, units["west"])
+    with pytest.raises(ValidationFailed) as caught:
+        rt.records.create(reader, "note_line", {"deal": theirs, "text": "hello"})
+    assert errors_of(caught.value) == [("INVALID_REFERENCE", "deal")]
+    assert caught.value.errors[0].message == f"you may read but not change Deal {theirs}, so you may not add records under it"
+    missing = str(uuid.uuid4())
+    with pytest.raises(ValidationFailed) as caught:
+        rt.records.create(reader, "note_line", {"deal": missing})
+    assert caught.value.errors[0].message == f"no Deal record with id {missing} exists"
+
+
+def test_records_the_platform_makes_for_an_owner_belong_to_the_owners_unit(tree):
+    org, units, _, other = tree
+    rt = org.rt
+    org.role("seller", {"deal": (["read", "create"], "unit", "unit")})
+    org.role("viewer", {"deal": (["read"], "unit", "unit")})
+    seller = org.user("seller", (units["west"], "viewer"), (units["east_sub"], "seller"))
+    made = rt.records.bulk_create(S, "deal", [{"name": "a", "owner_id": seller}, {"name": "b", "owner_id": other},
+                                              {"name": "c", "owner_id": seller, "org_unit_id": units["west"]["id"]}, {"name": "d"}])
+    assert [r["org_unit_id"] for r in made] == [units["east_sub"]["id"], None, units["west"]["id"], None]
+    assert {r["name"] for r in rt.records.query(org.actor(seller), "deal", first=100).records} >= {"a", "c"}
+    mine = rt.records.create(org.actor(seller), "deal", {"name": "e", "owner_id": other})
+    assert mine["org_unit_id"] == units["east_sub"]["id"]
+
+
 def test_read_and_write_scopes_through_the_record_service(tree):
     org, units, deals, _ = tree
     rt = org.rt

@@ -245,7 +245,7 @@ class _Step:
 
         for key in roles_before.keys() - roles_after.keys():
             self._remove_role(key)
-        for kind in KINDS:
+        for kind in reversed(KINDS):
             old_items, new_items = settings[kind]
             for key in old_items.keys() - new_items.keys():
                 if key[0] in objects_after or key[0] not in objects_before:

@@ -104,6 +104,7 @@ class RolePolicy:
         return self._home(access, obj, business_type)
 
     def home_unit(self, user_id: str, obj: ObjectDef, business_type: str | None = None) -> str | None:
+        self.policies.reload_if_stale()
         return self._home(self.policies.loaded_access(user_id), obj, business_type)
 
     @staticmethod
