@@ -471,13 +471,49 @@ def app_uninstall(ctx, name, export_to):
 
 
 @main.command("demo")
-@click.pass_context
-def demo(ctx):
-    """Walk through the platform: define an object, add fields, write and list records."""
-    from .demo import run_demo
+@click.option("--database", "database_path", type=click.Path(dir_okay=False, path_type=Path), default="lowcode-demo.db",
+              show_default=True, help="The SQLite file to build; deleted first when it exists.")
+@click.option("--scale", default="full", show_default=True,
+              help="How much data: small, full (thousands of accounts) or a number (1 = full).")
+@click.option("--seed", default=8, show_default=True, type=int, help="The random seed: the same seed gives the same data.")
+@click.option("--no-serve", is_flag=True, help="Build, print the users and their tokens, and exit.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def demo(database_path, scale, seed, no_serve, host, port):
+    """Build a group company's CRM (the crm, manufacturing and media apps, an org tree of about
+    forty people, thousands of records) in an embedded SQLite file, then serve it with GraphiQL.
 
-    with _runtime(ctx) as rt:
-        run_demo(rt, click.echo)
+    The file is rebuilt from scratch on every run; --database-url and LOWCODE_DATABASE_URL do not
+    apply to it."""
+    from .demo import build_demo, remove_database, summary, user_lines
+    from .demo_volumes import parse_scale
+
+    try:
+        factor = parse_scale(scale)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--scale") from None
+    if remove_database(database_path):
+        click.echo(f"Deleted the previous demo database {database_path}; building it again.")
+
+    def progress(label, length):
+        return click.progressbar(length=length, label=f"{label:<28}", show_pos=True, width=30)
+
+    try:
+        result = build_demo(database_path, scale=factor, seed=seed, progress=progress)
+    except LowcodeError as error:
+        click.echo(json.dumps({"error": error.as_dict()}, indent=2, ensure_ascii=False, default=_json_default), err=True)
+        sys.exit(1)
+    for line in summary(result):
+        click.echo(line)
+    click.echo()
+    for line in user_lines(result, f"http://{host}:{port}"):
+        click.echo(line)
+    if no_serve:
+        return
+    from .app import Settings, create_app
+
+    app = create_app(Settings(database_url=result.database_url, api_token=""))
+    app.run(host=host, port=port, threaded=True)
 
 
 @main.command("serve")

@@ -1,72 +1,134 @@
-"""A guided walk-through on a fresh (or existing) database, used by ``lowcode demo``."""
+"""``lowcode demo``: a group company's CRM on an embedded SQLite database, built from scratch.
+
+It installs the crm, manufacturing and media apps (those found in the apps folder), builds the
+group's org tree and people (demo_company), generates the records of every app through the
+record service (demo_data, demo_equipment, demo_media) and issues API tokens for users of
+different reach, whose GraphiQL headers it prints.
+"""
 from __future__ import annotations
 
 import json
-from typing import Callable
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 
 from ..metadata.actors import SYSTEM_ACTOR
-from ..metadata.errors import LowcodeError
 from ..runtime import Runtime
+from .demo_batches import Batches, Progress, silent_progress
+from .demo_company import DEMO_PASSWORD, FEATURED, PEOPLE, UNITS, build_company
+from .demo_data import CrmData, Generation
+from .demo_equipment import EquipmentData
+from .demo_media import MediaData
+from .demo_volumes import Volumes
 
-ACCOUNT = {
-    "api_name": "demo_account", "label": "Account", "plural_label": "Accounts",
-    "fields": [
-        {"api_name": "name", "label": "Account name", "type": "text", "required": True, "unique": True},
-        {"api_name": "grade", "label": "Grade", "type": "picklist", "options": {"values": [
-            {"api_name": "a", "label": "A"}, {"api_name": "b", "label": "B"}, {"api_name": "c", "label": "C"}]}},
-        {"api_name": "location", "label": "Location", "type": "geolocation"},
-    ],
-}
-OPPORTUNITY = {
-    "api_name": "demo_opportunity", "label": "Opportunity", "plural_api_name": "demo_opportunities",
-    "fields": [
-        {"api_name": "name", "label": "Name", "type": "text", "required": True},
-        {"api_name": "number", "label": "Number", "type": "auto_number", "options": {"format": "OPP-{YYYY}-{0000}"}},
-        {"api_name": "account", "label": "Account", "type": "lookup", "options": {"target": "demo_account", "on_delete": "restrict"}},
-        {"api_name": "amount", "label": "Amount", "type": "currency", "tracked": True},
-        {"api_name": "close_date", "label": "Close date", "type": "date"},
-    ],
-}
+DEMO_APPS = ("crm", "manufacturing", "media")
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
-def run_demo(rt: Runtime, say: Callable[[str], None]) -> None:
-    catalog = rt.catalog()
-    if "demo_opportunity" in catalog.objects:
-        rt.metadata.delete_object(SYSTEM_ACTOR, "demo_opportunity")
-    if "demo_account" in catalog.objects:
-        rt.metadata.delete_object(SYSTEM_ACTOR, "demo_account")
+@dataclass(frozen=True)
+class DemoUser:
+    reach: str
+    username: str
+    full_name: str
+    sees: str
+    token: str
 
-    say("1. Define two objects, Account and Opportunity (each becomes a real table).")
-    rt.metadata.create_objects(SYSTEM_ACTOR, [ACCOUNT, OPPORTUNITY])
-    say("2. Add a field to Opportunity while it runs: a picklist 'priority' with a default.")
-    rt.metadata.create_field(SYSTEM_ACTOR, "demo_opportunity", {
-        "api_name": "priority", "label": "Priority", "type": "picklist", "default": "normal",
-        "options": {"values": [{"api_name": "low", "label": "Low"}, {"api_name": "normal", "label": "Normal"},
-                               {"api_name": "high", "label": "High"}]},
-    })
-    say("3. Create records.")
-    accounts = rt.records.bulk_create(SYSTEM_ACTOR, "demo_account", [
-        {"name": "Shaangu Group", "grade": "a", "location": {"latitude": 34.27, "longitude": 108.95}},
-        {"name": "East China Media", "grade": "b"},
-    ])
-    rt.records.bulk_create(SYSTEM_ACTOR, "demo_opportunity", [
-        {"name": "Compressor retrofit", "account": accounts[0]["id"], "amount": "1250000.00", "close_date": "2026-12-20", "priority": "high"},
-        {"name": "Service contract", "account": accounts[0]["id"], "amount": 380000, "close_date": "2027-01-15"},
-        {"name": "Outdoor screens Q1", "account": accounts[1]["id"], "amount": "96000.50", "close_date": "2027-02-01"},
-    ])
-    say("4. Bad input is refused with every problem listed, and nothing is written:")
+
+@dataclass
+class DemoResult:
+    database_url: str
+    installed_apps: list[str]
+    missing_apps: list[str]
+    units: int
+    users: int
+    memberships: int
+    counts: dict[str, int]
+    """Live records per object."""
+    featured: list[DemoUser]
+    seconds: float
+
+
+def remove_database(path: Path) -> bool:
+    """Delete the SQLite file and its journal files; whether there was one."""
+    existed = path.exists()
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
+        candidate.unlink(missing_ok=True)
+    return existed
+
+
+def build_demo(path: Path, *, scale: float, seed: int, progress: Progress = silent_progress) -> DemoResult:
+    """Build the demo database at ``path`` (which must not hold a database yet)."""
+    started = time.monotonic()
+    url = f"sqlite:///{path.resolve()}"
+    runtime = Runtime.connect(url).install()
     try:
-        rt.records.create(SYSTEM_ACTOR, "demo_opportunity", {"name": "", "amount": "lots", "priority": "urgent", "colour": "red"})
-    except LowcodeError as error:
-        say(json.dumps(error.as_dict(), indent=2, ensure_ascii=False))
-    say("5. Query: opportunities of grade-A accounts over 300,000, largest first.")
-    page = rt.records.query(SYSTEM_ACTOR, "demo_opportunity",
-                            filter={"account": {"grade": {"eq": "a"}}, "amount": {"gt": 300000}},
-                            order_by=["-amount"], fields=["number", "name", "amount", "priority"], total=True)
-    for record in page.records:
-        say(f"   {record['number']}  {record['name']:<22} {record['amount']:>14}  {record['priority']}")
-    say(f"   {page.total_count} match.")
-    say("Try it yourself: lowcode record list demo_opportunity --order-by -amount")
-    say("Or through GraphQL: create an administrator (lowcode user create admin --admin), lowcode serve,")
-    say("sign in (POST http://127.0.0.1:8000/auth/sign-in), open http://127.0.0.1:8000/graphql with the token and ask")
-    say("  { demoOpportunities(orderBy: [AMOUNT_DESC]) { nodes { name amount account { name } } } }")
+        available = {app["name"] for app in runtime.apps.list() if app["available_version"]}
+        installed = [name for name in DEMO_APPS if name in available]
+        with progress("Installing apps", len(installed)) as bar:
+            for name in installed:
+                runtime.apps.install_app(SYSTEM_ACTOR, name)
+                bar.update(1)
+        roles = {role["name"] for role in runtime.security.roles(SYSTEM_ACTOR)}
+        with progress("Org units and people", len(UNITS) + len(PEOPLE)) as bar:
+            company = build_company(runtime.security, roles, bar.update)
+        volumes = Volumes.at(scale)
+        batches = Batches(runtime.records, progress)
+        gen = Generation(random.Random(seed), datetime.now(timezone.utc).date(), batches, company, runtime.catalog())
+        crm = CrmData(gen, volumes)
+        crm.make_partners_and_competitors()
+        crm.make_accounts()
+        crm.make_contacts()
+        crm.make_leads()
+        crm.make_opportunities()
+        deals = list(crm.deals)
+        if "manufacturing" in installed:
+            equipment = EquipmentData(gen, volumes, crm)
+            equipment.make_equipment()
+            equipment.make_service_records()
+            deals += equipment.deals
+        if "media" in installed:
+            media = MediaData(gen, volumes, crm)
+            media.make_resources()
+            media.make_bookings()
+        crm.make_contracts(deals)
+        crm.make_activities()
+        crm.make_tasks()
+        featured = []
+        for reach, username, sees in FEATURED:
+            user = company.users[username]
+            token = runtime.security.issue_token(SYSTEM_ACTOR, "lowcode demo", user_id=user["id"])["token"]
+            featured.append(DemoUser(reach, username, user["full_name"], sees, token))
+        return DemoResult(url, installed, [name for name in DEMO_APPS if name not in installed], len(UNITS), len(company.users),
+                          company.memberships, record_counts(runtime), featured, time.monotonic() - started)
+    finally:
+        runtime.close()
+
+
+def record_counts(runtime: Runtime) -> dict[str, int]:
+    """The live records of every app object."""
+    return {obj.api_name: runtime.records.query(SYSTEM_ACTOR, obj.api_name, first=0, total=True).total_count
+            for obj in runtime.catalog().objects.values() if not obj.system}
+
+
+def summary(result: DemoResult) -> list[str]:
+    """What the demo built, as lines to print."""
+    lines = [f"Built {result.database_url} in {result.seconds:.1f} s: apps {', '.join(result.installed_apps)}; "
+             f"{result.units} org units, {result.users} users, {result.memberships} memberships."]
+    if result.missing_apps:
+        lines.append(f"Not in the apps folder (skipped): {', '.join(result.missing_apps)}.")
+    lines.append("Records: " + ", ".join(f"{count} {name}" for name, count in sorted(result.counts.items())) + ".")
+    return lines
+
+
+def user_lines(result: DemoResult, base_url: str) -> list[str]:
+    """The featured users with their tokens, and how to use them in GraphiQL."""
+    lines = [f"GraphiQL: {base_url}/graphql  (paste a user's headers below into its Headers tab)", ""]
+    for user in result.featured:
+        lines += [f"{user.reach:<14} {user.username} ({user.full_name}): {user.sees}",
+                  f"{'':<14} {json.dumps({'Authorization': f'Bearer {user.token}'})}"]
+    lines += ["", f"These users also sign in with the password '{DEMO_PASSWORD}' (POST {base_url}/auth/sign-in); "
+              "any other user gets a token with",
+              f"  lowcode --database-url {result.database_url} user token <username> --name demo"]
+    return lines

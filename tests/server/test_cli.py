@@ -1,5 +1,6 @@
 """The ``lowcode`` command, driven as a user would, on SQLite and PostgreSQL."""
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -100,11 +101,20 @@ def test_paging_through_the_printed_cursor(lowcode):
     assert seen == [0, 1, 2, 3, 4]
 
 
-def test_demo_walks_through_and_can_run_twice(lowcode):
+def test_demo_rebuilds_its_database_from_scratch_on_every_run(tmp_path):
+    database = tmp_path / "demo.db"
+    runs = []
     for _ in range(2):
-        output = lowcode("demo").output
-        assert "OPP-" in output and "2 match." in output
-        assert '"code": "VALIDATION_FAILED"' in output
+        result = CliRunner().invoke(main, ["demo", "--no-serve", "--scale", "0.01", "--seed", "3", "--database", str(database)],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output + result.stderr
+        runs.append(result.output)
+    first, second = runs
+    assert "Deleted the previous demo database" not in first and "Deleted the previous demo database" in second
+    records = [next(line for line in run.splitlines() if line.startswith("Records: ")) for run in runs]
+    assert records[0] == records[1] and "30 account" in records[0]
+    tokens = [re.findall(r"Bearer (lct_[\w-]+)", run) for run in runs]
+    assert len(tokens[0]) == len(tokens[1]) == 4 and not set(tokens[0]) & set(tokens[1])
 
 
 # -- users ---------------------------------------------------------------------------------------
