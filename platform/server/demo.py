@@ -1,6 +1,6 @@
 """``lowcode demo``: a group company's CRM on an embedded SQLite database, built from scratch.
 
-It installs the crm, manufacturing and media apps (those found in the apps folder), builds the
+It installs the crm, manufacturing and media apps, builds the
 group's org tree and people (demo_company), generates the records of every app through the
 record service (demo_data, demo_equipment, demo_media) and issues API tokens for users of
 different reach, whose GraphiQL headers it prints.
@@ -40,7 +40,6 @@ class DemoUser:
 class DemoResult:
     database_url: str
     installed_apps: list[str]
-    missing_apps: list[str]
     units: int
     users: int
     memberships: int
@@ -64,10 +63,8 @@ def build_demo(path: Path, *, scale: float, seed: int, progress: Progress = sile
     url = f"sqlite:///{path.resolve()}"
     runtime = Runtime.connect(url).install()
     try:
-        available = {app["name"] for app in runtime.apps.list() if app["available_version"]}
-        installed = [name for name in DEMO_APPS if name in available]
-        with progress("Installing apps", len(installed)) as bar:
-            for name in installed:
+        with progress("Installing apps", len(DEMO_APPS)) as bar:
+            for name in DEMO_APPS:
                 runtime.apps.install_app(SYSTEM_ACTOR, name)
                 bar.update(1)
         roles = {role["name"] for role in runtime.security.roles(SYSTEM_ACTOR)}
@@ -83,15 +80,13 @@ def build_demo(path: Path, *, scale: float, seed: int, progress: Progress = sile
         crm.make_leads()
         crm.make_opportunities()
         deals = list(crm.deals)
-        if "manufacturing" in installed:
-            equipment = EquipmentData(gen, volumes, crm)
-            equipment.make_equipment()
-            equipment.make_service_records()
-            deals += equipment.deals
-        if "media" in installed:
-            media = MediaData(gen, volumes, crm)
-            media.make_resources()
-            media.make_bookings()
+        equipment = EquipmentData(gen, volumes, crm)
+        equipment.make_equipment()
+        equipment.make_service_records()
+        deals += equipment.deals
+        media = MediaData(gen, volumes, crm)
+        media.make_resources()
+        media.make_bookings()
         crm.make_contracts(deals)
         crm.make_activities()
         crm.make_tasks()
@@ -100,7 +95,7 @@ def build_demo(path: Path, *, scale: float, seed: int, progress: Progress = sile
             user = company.users[username]
             token = runtime.security.issue_token(SYSTEM_ACTOR, "lowcode demo", user_id=user["id"])["token"]
             featured.append(DemoUser(reach, username, user["full_name"], sees, token))
-        return DemoResult(url, installed, [name for name in DEMO_APPS if name not in installed], len(UNITS), len(company.users),
+        return DemoResult(url, list(DEMO_APPS), len(UNITS), len(company.users),
                           company.memberships, record_counts(runtime), featured, time.monotonic() - started)
     finally:
         runtime.close()
@@ -116,8 +111,6 @@ def summary(result: DemoResult) -> list[str]:
     """What the demo built, as lines to print."""
     lines = [f"Built {result.database_url} in {result.seconds:.1f} s: apps {', '.join(result.installed_apps)}; "
              f"{result.units} org units, {result.users} users, {result.memberships} memberships."]
-    if result.missing_apps:
-        lines.append(f"Not in the apps folder (skipped): {', '.join(result.missing_apps)}.")
     lines.append("Records: " + ", ".join(f"{count} {name}" for name, count in sorted(result.counts.items())) + ".")
     return lines
 
