@@ -309,6 +309,17 @@ class RecordService:
                 record.pop(extra, None)
         return Page(records, cursors, len(rows) > first, count)
 
+    def every(self, actor: Actor, object_name: str, **query: Any) -> list[dict[str, Any]]:
+        """Every record :meth:`query` finds (same arguments but paging), read a page at a time."""
+        found: list[dict[str, Any]] = []
+        after = None
+        while True:
+            page = self.query(actor, object_name, first=MAX_PAGE_SIZE, after=after, **query)
+            found += page.records
+            if not page.has_next_page:
+                return found
+            after = page.end_cursor
+
     def read_page(self, actor: Actor, object_name: str, window: Window, selection: Selection, *,
                   stage_due_within: int | None = None, now: datetime | None = None) -> Branch:
         """A page of records with their related records, in as many statements as the selection

@@ -302,14 +302,7 @@ def _user(rt: Runtime, username: str) -> dict[str, Any]:
 
 
 def _all(rt: Runtime, object_name: str, **query: Any) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    after = None
-    while True:
-        page = rt.records.query(SYSTEM_ACTOR, object_name, first=500, after=after, **query)
-        records += page.records
-        if not page.has_next_page:
-            return records
-        after = page.end_cursor
+    return rt.records.every(SYSTEM_ACTOR, object_name, **query)
 
 
 def _ambiguous_unit(message: str) -> ValidationFailed:

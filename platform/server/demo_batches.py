@@ -55,12 +55,5 @@ class Batches:
             bar.update(len(chunk))
 
     def every(self, object_name: str, **query: Any) -> list[dict[str, Any]]:
-        """Every live record of an object matching the query, page by page."""
-        found: list[dict[str, Any]] = []
-        after = None
-        while True:
-            page = self.records.query(SYSTEM_ACTOR, object_name, first=1000, after=after, **query)
-            found += page.records
-            if not page.has_next_page:
-                return found
-            after = page.end_cursor
+        """Every live record of an object matching the query."""
+        return self.records.every(SYSTEM_ACTOR, object_name, **query)

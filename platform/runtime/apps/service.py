@@ -338,9 +338,9 @@ class _Step:
         """Every record of the app's objects, and the values of the fields it added elsewhere."""
         exported: dict[str, Any] = {"app": manifest.name, "version": manifest.version, "exported_at": _now().isoformat(), "objects": {}}
         for obj in manifest.section("objects"):
-            exported["objects"][obj["api_name"]] = _every(self.records, obj["api_name"], None)
+            exported["objects"][obj["api_name"]] = self.records.every(SYSTEM_ACTOR, obj["api_name"])
         for field in manifest.section("fields"):
-            rows = _every(self.records, field["object"], ["id", field["api_name"]])
+            rows = self.records.every(SYSTEM_ACTOR, field["object"], fields=["id", field["api_name"]])
             exported.setdefault("fields", {}).setdefault(field["object"], {})[field["api_name"]] = {r["id"]: r[field["api_name"]] for r in rows}
         return exported
 
@@ -449,16 +449,6 @@ def _same(current: Any, seeded: Any, ids: dict[str, str]) -> bool:
     if current is not None and not isinstance(current, (str, bool, int, float, list, dict)):
         return str(current) == str(seeded)
     return current == seeded
-
-
-def _every(records: RecordService, object_name: str, fields: list[str] | None) -> list[dict[str, Any]]:
-    rows, after = [], None
-    while True:
-        page = records.query(SYSTEM_ACTOR, object_name, first=500, after=after, fields=fields)
-        rows.extend(page.records)
-        if not page.has_next_page:
-            return rows
-        after = page.end_cursor
 
 
 def _require_admin(actor: Actor) -> None:
