@@ -714,8 +714,9 @@ class RecordService:
         if any(f.tracked for f in obj.fields):
             write_history(conn, obj, actor, now, [(r["id"], None, "created", None, None) for r in records])
         self._fill_formulas(conn, obj, table, records)
-        for record in records:
-            self.hooks.run_after(SaveContext(conn, actor, obj, record, None, self.joined(conn)))
+        if self.hooks.has_after(obj.api_name):
+            for record in records:
+                self.hooks.run_after(SaveContext(conn, actor, obj, record, None, self.joined(conn)))
         return records
 
     def _update(self, conn, catalog, obj, table, actor, record_id, values, expected_version, index) -> dict[str, Any]:
@@ -773,7 +774,8 @@ class RecordService:
             rollups.refresh(conn, catalog, obj.api_name, rollups.merged(
                 rollups.masters(catalog, obj.api_name, [current]), rollups.masters(catalog, obj.api_name, [after])))
         self._fill_formulas(conn, obj, table, [after])
-        self.hooks.run_after(SaveContext(conn, actor, obj, after, current, self.joined(conn)))
+        if self.hooks.has_after(obj.api_name):
+            self.hooks.run_after(SaveContext(conn, actor, obj, after, current, self.joined(conn)))
         return after
 
     def _before_save(self, conn, catalog, obj, actor, saves, indexed, now, offset=0) -> None:
@@ -782,7 +784,8 @@ class RecordService:
         errors: list[FieldError] = []
         roles = tuple(m.role for m in getattr(actor.access, "memberships", ()))
         for i, (record, old) in enumerate(saves):
-            self.hooks.run_before(SaveContext(conn, actor, obj, record, old, self.joined(conn)))
+            if self.hooks.has_before(obj.api_name):
+                self.hooks.run_before(SaveContext(conn, actor, obj, record, old, self.joined(conn)))
             problems = layout_problems(obj, roles, record, old)
             problems += rule_problems(catalog, obj, actor, record, old, now)
             errors.extend(p.at(i + offset) for p in problems) if indexed else errors.extend(problems)

@@ -64,6 +64,12 @@ class SaveHooks:
             for name in hooks:
                 hooks[name] = [(who, hook) for who, hook in hooks[name] if who != owner]
 
+    def has_before(self, object_api_name: str) -> bool:
+        return bool(self.before.get(object_api_name))
+
+    def has_after(self, object_api_name: str) -> bool:
+        return bool(self.after.get(object_api_name))
+
     def run_before(self, context: SaveContext) -> None:
         for _, hook in self.before.get(context.obj.api_name, ()):
             hook(context)
