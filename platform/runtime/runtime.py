@@ -25,6 +25,7 @@ def apps_folder() -> Path:
     """Where apps are found by name: the project's apps/ folder unless LOWCODE_APPS_DIR says otherwise."""
     return Path(os.environ.get("LOWCODE_APPS_DIR") or Path(__file__).resolve().parents[2] / "apps")
 
+
 SIGN_IN_FAILURES = 5
 SIGN_IN_WINDOW_SECONDS = 15 * 60
 
