@@ -231,6 +231,20 @@ def test_payment_roll_ups_follow_payments(crm):
     assert codes(caught) == [("RULE_FAILED", "amount")]
 
 
+def test_overdue_payment_plans_are_those_due_before_today_with_an_amount_outstanding(crm):
+    customer = account(crm)
+    contract = crm.records.create(S, "contract", {"account": customer["id"], "amount": "3000", "name": "Blower retrofit"})
+    earlier, yesterday = (TODAY - timedelta(days=40)).isoformat(), (TODAY - timedelta(days=1)).isoformat()
+    plans = {name: crm.records.create(S, "payment_plan", {"contract": contract["id"], "name": name, "due_date": due, "amount": "1000"})
+             for name, due in (("deposit", earlier), ("delivery", yesterday), ("acceptance", TODAY.isoformat()))}
+    crm.records.create(S, "payment", {"payment_plan": plans["deposit"]["id"], "amount": "1000", "received_on": earlier})
+    crm.records.create(S, "payment", {"payment_plan": plans["delivery"]["id"], "amount": "250.25", "received_on": yesterday})
+    overdue = {"due_date": {"lt": TODAY.isoformat()}, "outstanding": {"gt": "0"}}
+    found = crm.records.query(S, "payment_plan", filter=overdue, order_by=["due_date"]).records
+    assert [(r["name"], r["outstanding"]) for r in found] == [("delivery", Decimal("749.75"))]
+    assert crm.records.get(S, "payment_plan", plans["acceptance"]["id"])["outstanding"] == Decimal("1000.00")
+
+
 def test_competitors_per_opportunity_and_visit_check_in(crm):
     customer = account(crm)
     deal = opportunity(crm, customer["id"])
