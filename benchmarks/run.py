@@ -5,13 +5,13 @@
 
 The GraphQL benchmarks (graphql_list, graphql_get, schema_build) live in graphql_bench.py, the
 permission benchmark (scoped_list, PostgreSQL only) in permissions_bench.py, the funnel benchmark
-(funnel, PostgreSQL only) in funnel_bench.py.
+(funnel, PostgreSQL only) in funnel_bench.py, the bookings benchmark (bookings) in bookings_bench.py.
 
 SQLite (a temporary file) always; PostgreSQL too with --postgres URL or LOWCODE_BENCH_POSTGRES_URL
 (its public schema is DROPPED and recreated before every benchmark, except between graphql_list and
-graphql_get, which share their data, and for scoped_list and funnel, which keep their data for
-re-runs). No speed is asserted: the results are printed as a table, and written as JSON with --json.
-See benchmarks/README.md.
+graphql_get, which share their data, and for scoped_list, funnel and bookings, which keep their
+data for re-runs). No speed is asserted: the results are printed as a table, and written as JSON
+with --json. See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from time import perf_counter
 
+import bookings_bench
 import funnel_bench
 import graphql_bench
 import permissions_bench
@@ -333,9 +334,10 @@ def percentile(samples, pct):
 
 BENCHMARKS = {"bulk_insert": bench_bulk_insert, "catalog_build": bench_catalog_build, "add_field_1m": bench_add_field,
               **graphql_bench.BENCHMARKS, "scoped_list": permissions_bench.bench_scoped_list,
-              "funnel": funnel_bench.bench_funnel}
+              "funnel": funnel_bench.bench_funnel, "bookings": bookings_bench.bench_bookings}
 POSTGRES_ONLY = {"add_field_1m", "scoped_list", "funnel"}
-KEEPS_DATA = {"scoped_list": permissions_bench.open_runtime, "funnel": funnel_bench.open_runtime}
+KEEPS_DATA = {"scoped_list": permissions_bench.open_runtime, "funnel": funnel_bench.open_runtime,
+              "bookings": bookings_bench.open_runtime}
 """Benchmarks that reuse their PostgreSQL data from an earlier run (they check a marker themselves)."""
 SHARED_DATA = graphql_bench.SHARED_DATA
 """Benchmarks of one group run on the same database when they follow each other (no reset between)."""
@@ -395,9 +397,16 @@ def parse_args(argv=None):
     parser.add_argument("--funnel-warmup", type=int, default=2, help="funnel: untimed runs first (default 2)")
     parser.add_argument("--funnel-rebuild", action="store_true",
                         help="funnel: load the data again even when the database holds it already")
+    parser.add_argument("--booking-resources", type=int, default=2_000, help="bookings: screens booked (default 2000)")
+    parser.add_argument("--booking-days", type=int, default=120,
+                        help="bookings: bookings per screen, laid over two years (default 120)")
+    parser.add_argument("--booking-runs", type=int, default=50, help="bookings: timed runs (default 50)")
+    parser.add_argument("--booking-warmup", type=int, default=5, help="bookings: untimed runs first (default 5)")
+    parser.add_argument("--booking-rebuild", action="store_true",
+                        help="bookings: load the data again even when the database holds it already (PostgreSQL)")
     parser.add_argument("--profile", action="store_true",
-                        help="bulk_insert: also print a cProfile of bulk_create; graphql_list: of the request path")
-    parser.add_argument("--gql-profile-runs", type=int, default=50, help="graphql_list --profile: requests profiled (default 50)")
+                        help="bulk_insert: also print a cProfile of bulk_create; graphql_list, bookings: of the request path")
+    parser.add_argument("--gql-profile-runs", type=int, default=50, help="graphql_list, bookings --profile: requests profiled (default 50)")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH as JSON")
     args = parser.parse_args(argv)
     only = {n.strip() for item in args.only or [] for n in item.split(",") if n.strip()}
