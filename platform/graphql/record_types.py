@@ -589,7 +589,9 @@ class RecordTypes:
         for obj in self.catalog.objects.values():
             fields.update(self.funnel_fields(obj))
             fields.update(self.map_fields(obj))
-            fields.update(self.booking_fields(obj))
+            bookings = self.booking_fields(obj)
+            self.read_roots.update(bookings)
+            fields.update(bookings)
         return fields
 
     # -- bookings --------------------------------------------------------------------------

@@ -8,7 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import Connection, and_, delete, func, insert, select
+from sqlalchemy import (
+    Connection,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+)
 
 from . import store
 from .definitions import BookingRuleDef, ObjectDef
@@ -94,18 +103,28 @@ def guard_name(obj: ObjectDef, rule: BookingRuleDef) -> str:
 
 
 def active(table, rule: BookingRuleDef):
-    """Rows of ``table`` that hold their resource: live, with a resource and both dates, in an active status."""
+    """Rows of ``table`` that hold their resource: live, with a resource and both dates, in an
+    active status. The statuses are written into the statement, as in the guard's predicate, so
+    that PostgreSQL may use the guard's partial index also for prepared statements."""
     columns = table.c
     held = and_(columns.deleted_at.is_(None), columns[rule.resource_field].is_not(None),
                 columns[rule.start_field].is_not(None), columns[rule.end_field].is_not(None))
     if rule.status_field is None:
         return held
-    return and_(held, columns[rule.status_field].in_(rule.active_values))
+    return and_(held, columns[rule.status_field].in_([literal(v, literal_execute=True) for v in rule.active_values]))
 
 
-def overlapping(table, rule: BookingRuleDef, start, end):
-    """Rows of ``table`` whose period shares a day with ``start``..``end`` (both included)."""
+def overlapping(table, rule: BookingRuleDef, start, end, *, ranges: bool = False):
+    """Rows of ``table`` whose period shares a day with ``start``..``end`` (both included).
+    ``ranges``: as PostgreSQL ranges, which the guard's GiST index serves."""
+    if ranges:
+        return day_range(table.c[rule.start_field], table.c[rule.end_field]).op("&&")(day_range(start, end))
     return and_(table.c[rule.start_field] <= end, table.c[rule.end_field] >= start)
+
+
+def day_range(start, end):
+    """PostgreSQL's ``daterange(start, end, '[]')``: both days included."""
+    return func.daterange(start, end, literal_column("'[]'"))
 
 
 def overlaps_in_data(conn: Connection, obj: ObjectDef, rule: BookingRuleDef, table) -> int:

@@ -9,6 +9,7 @@ whoever may read it: they say a resource is taken, never by whom.
 from __future__ import annotations
 
 import calendar
+from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -58,45 +59,53 @@ def holds(rule: BookingRuleDef, record: dict[str, Any]) -> bool:
 
 def overlap_problems(conn: Connection, obj: ObjectDef, table, records: list[dict[str, Any]],
                      own_ids: list[Any]) -> list[tuple[int, FieldError]]:
-    """Per record (by index): ends before it starts, or overlaps an active booking of its resource
-    (another record of the batch, or one already stored other than itself)."""
+    """Per record (by index): ends before it starts, or overlaps an active booking of its resource:
+    one already stored (other than itself), or an earlier record of the batch. Each resource's
+    records are swept in order of their first day, so a batch costs about its length."""
     found: list[tuple[int, FieldError]] = []
     for rule in obj.booking_rules:
-        held = []
+        by_resource: dict[Any, list[int]] = defaultdict(list)
         for i, record in enumerate(records):
             if not holds(rule, record):
                 continue
             if record[rule.end_field] < record[rule.start_field]:
                 found.append((i, FieldError("INVALID_RANGE", rule.end_field, f"must be on or after {rule.start_field}")))
             else:
-                held.append(i)
-        if not held:
+                by_resource[record[rule.resource_field]].append(i)
+        if not by_resource:
             continue
         clash = FieldError("OVERLAP", rule.start_field, rule.message, {"booking_rule": rule.api_name})
-        for position, i in enumerate(held):
-            mine = records[i]
-            if any(_same_days(rule, mine, records[j]) for j in held[:position]):
-                found.append((i, clash))
-        resources = sorted({records[i][rule.resource_field] for i in held})
-        first = min(records[i][rule.start_field] for i in held)
-        last = max(records[i][rule.end_field] for i in held)
-        columns = table.c
-        stored = conn.execute(select(columns.id, columns[rule.resource_field], columns[rule.start_field], columns[rule.end_field])
-                              .where(active(table, rule), columns[rule.resource_field].in_(resources),
-                                     overlapping(table, rule, first, last))).all()
-        own = {own_ids[i] for i in held if own_ids[i] is not None}
-        for i in held:
-            mine = records[i]
-            if any(row[0] not in own and row[1] == mine[rule.resource_field]
-                   and row[2] <= mine[rule.end_field] and row[3] >= mine[rule.start_field] for row in stored):
-                if (i, clash) not in found:
-                    found.append((i, clash))
+        stored = _stored_bookings(conn, rule, table, records, by_resource, {own_ids[i] for held in by_resource.values() for i in held})
+        clashing: set[int] = set()
+        for resource, held in by_resource.items():
+            taken = stored.get(resource, [])
+            running: list[tuple[date, int]] = []
+            for i in sorted(held, key=lambda i: (records[i][rule.start_field], i)):
+                start, end = records[i][rule.start_field], records[i][rule.end_field]
+                running = [(last, k) for last, k in running if last >= start]
+                clashing.update(max(i, k) for _, k in running)
+                running.append((end, i))
+                if any(first <= end and last >= start for first, last in taken):
+                    clashing.add(i)
+        found.extend((i, clash) for i in sorted(clashing))
     return found
 
 
-def _same_days(rule: BookingRuleDef, one: dict[str, Any], other: dict[str, Any]) -> bool:
-    return (one[rule.resource_field] == other[rule.resource_field] and one[rule.start_field] <= other[rule.end_field]
-            and one[rule.end_field] >= other[rule.start_field])
+def _stored_bookings(conn: Connection, rule: BookingRuleDef, table, records: list[dict[str, Any]],
+                     by_resource: dict[Any, list[int]], own: set[Any]) -> dict[Any, list[tuple[date, date]]]:
+    """The stored active bookings of these resources within the batch's days (but the batch's own), by resource."""
+    columns = table.c
+    held = [i for indexes in by_resource.values() for i in indexes]
+    first = min(records[i][rule.start_field] for i in held)
+    last = max(records[i][rule.end_field] for i in held)
+    stored: dict[Any, list[tuple[date, date]]] = defaultdict(list)
+    for row_id, resource, start, end in conn.execute(
+            select(columns.id, columns[rule.resource_field], columns[rule.start_field], columns[rule.end_field])
+            .where(active(table, rule), columns[rule.resource_field].in_(sorted(by_resource)),
+                   overlapping(table, rule, first, last, ranges=not is_sqlite(conn)))):
+        if row_id not in own:
+            stored[resource].append((start, end))
+    return stored
 
 
 def period(start: Any, end: Any) -> tuple[date, date]:
@@ -119,11 +128,16 @@ def period(start: Any, end: Any) -> tuple[date, date]:
     return start, end
 
 
-def free_predicate(catalog: Catalog, obj: ObjectDef, rule: BookingRuleDef, resources_table, start: date, end: date) -> ColumnElement:
-    """Resources (rows of ``resources_table``) no active booking holds on any day from ``start`` to ``end``."""
+def free_predicate(catalog: Catalog, obj: ObjectDef, rule: BookingRuleDef, resources_table, start: date, end: date, *,
+                   ranges: bool) -> ColumnElement:
+    """Resources (rows of ``resources_table``) no active booking holds on any day from ``start`` to
+    ``end``. With ``ranges`` (PostgreSQL) the bookings of the period are found through the guard's
+    GiST index first."""
     bookings = catalog.table(obj.api_name).alias("booking")
-    return ~exists().where(active(bookings, rule), bookings.c[rule.resource_field] == resources_table.c.id,
-                           overlapping(bookings, rule, start, end))
+    taken = select(bookings.c[rule.resource_field]).where(active(bookings, rule), overlapping(bookings, rule, start, end, ranges=ranges))
+    if ranges:
+        return resources_table.c.id.not_in(taken)
+    return ~exists(taken.where(bookings.c[rule.resource_field] == resources_table.c.id))
 
 
 def months(start: date, end: date) -> list[tuple[date, date]]:
@@ -138,10 +152,11 @@ def months(start: date, end: date) -> list[tuple[date, date]]:
     return found
 
 
-def occupancy(conn: Connection, catalog: Catalog, obj: ObjectDef, rule: BookingRuleDef, resource_ids: list[Any],
+def occupancy(conn: Connection, catalog: Catalog, obj: ObjectDef, rule: BookingRuleDef, resources, resource_ids: list[Any],
               start: date, end: date, statuses: list[str] | None) -> list[dict[str, Any]]:
-    """Per resource (in the order given) and month: the days of the month within the period, the
-    days active bookings (of ``statuses`` if given) hold, and their ratio; one statement."""
+    """Per resource (``resource_ids``, in that order, also selected by the ``resources`` subquery)
+    and month: the days of the month within the period, the days active bookings (of ``statuses``
+    if given) hold, and their ratio; one statement."""
     spans = months(start, end)
     if not resource_ids:
         return []
@@ -153,15 +168,15 @@ def occupancy(conn: Connection, catalog: Catalog, obj: ObjectDef, rule: BookingR
     latest_start = (func.max if sqlite else func.greatest)(columns[rule.start_field], month.c.first_day)
     earliest_end = (func.min if sqlite else func.least)(columns[rule.end_field], month.c.last_day)
     days = (func.julianday(earliest_end) - func.julianday(latest_start) + 1) if sqlite else (earliest_end - latest_start + 1)
-    chosen = active(bookings, rule)
+    chosen = and_(active(bookings, rule), columns[rule.resource_field].in_(resources),
+                  overlapping(bookings, rule, start, end, ranges=not sqlite))
     if statuses:
         chosen = and_(chosen, columns[rule.status_field].in_(statuses))
     booked: dict[tuple[Any, date], int] = {}
     for resource, first_day, total in conn.execute(
             select(columns[rule.resource_field], month.c.first_day, func.sum(cast(days, Integer)))
             .select_from(bookings.join(month, overlapping(bookings, rule, month.c.first_day, month.c.last_day)))
-            .where(chosen, columns[rule.resource_field].in_(resource_ids))
-            .group_by(columns[rule.resource_field], month.c.first_day)):
+            .where(chosen).group_by(columns[rule.resource_field], month.c.first_day)):
         booked[(resource, _as_date(first_day))] = int(total or 0)
     rows = []
     for resource in resource_ids:

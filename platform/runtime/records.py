@@ -36,7 +36,7 @@ from ..metadata import store
 from ..metadata.actors import Actor
 from ..metadata.booking_rules import guard_name
 from ..metadata.catalog import Catalog, CatalogCache
-from ..metadata.database import WRITE
+from ..metadata.database import WRITE, is_sqlite
 from ..metadata.definitions import ObjectDef
 from ..metadata.errors import (
     Conflict,
@@ -453,7 +453,7 @@ class RecordService:
             start, end = period(start, end)
             _, table = self._object(catalog, actor, resources.api_name, "read")
             selection = self._check_selection(catalog, actor, resources, selection, "selection")
-            extra = free_predicate(catalog, obj, rule, table, start, end)
+            extra = free_predicate(catalog, obj, rule, table, start, end, ranges=not is_sqlite(conn))
             return self._reader(conn, catalog, actor).page(resources, window, selection, extra)
 
     def occupancy(self, actor: Actor, object_name: str, start: Any, end: Any, *, filter: dict | None = None,
@@ -468,11 +468,15 @@ class RecordService:
             if unknown:
                 raise ValidationFailed.of([FieldError("UNKNOWN_VALUE", f"statuses.{i}", f"'{statuses[i]}' is not an active status "
                                                       f"of the booking rule ({', '.join(rule.active_values)})") for i in unknown])
-        page = self.query(actor, resources.api_name, filter=filter, first=MAX_PAGE_SIZE, fields=["id"], order_by=["id"])
-        if page.has_next_page:
-            raise ValidationFailed.of([FieldError("TOO_MANY", "filter", f"more than {MAX_PAGE_SIZE} resources match; narrow the filter")])
-        with self._reading() as (conn, catalog):
-            return occupancy(conn, catalog, obj, rule, [r["id"] for r in page.records], start, end, statuses)
+            _, table = self._object(catalog, actor, resources.api_name, "read")
+            compiler = FilterCompiler(catalog, lambda o, t: self._scope(actor, o, t, "read"), self._hidden(actor))
+            with _forbidden_uses():
+                where = and_(self._alive(table, False), self._scope(actor, resources, table, "read"),
+                             compiler.compile(resources, filter) if filter else true())
+            ids = list(conn.execute(select(table.c.id).where(where).order_by(table.c.id).limit(MAX_PAGE_SIZE + 1)).scalars())
+            if len(ids) > MAX_PAGE_SIZE:
+                raise ValidationFailed.of([FieldError("TOO_MANY", "filter", f"more than {MAX_PAGE_SIZE} resources match; narrow the filter")])
+            return occupancy(conn, catalog, obj, rule, select(table.c.id).where(where), ids, start, end, statuses)
 
     def funnel(self, actor: Actor, object_name: str, *, amount_field: str, date_field: str | None = None,
                period: str | None = None, by_owner: bool = False, filter: dict | None = None,
