@@ -129,7 +129,8 @@ SQLITE_BUSY = {5, 6}
 
 
 def _constraint_error(obj: ObjectDef, exc: IntegrityError) -> ValidationFailed:
-    """A constraint a concurrent writer won, found by its conventional name (never by message text)."""
+    """A constraint a concurrent writer won, found by its conventional name (never by the database's
+    wording; SQLite's booking guard raises the name as its message)."""
     name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or ""
     for rule in obj.booking_rules:
         if guard_name(obj, rule) in (name, str(exc.orig)):
