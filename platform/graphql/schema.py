@@ -14,6 +14,7 @@ from graphql import GraphQLObjectType, GraphQLSchema, validate_schema
 from ..metadata.catalog import Catalog
 from .apps_api import AppsMutation, AppsQuery
 from .common import SHARED_TYPES
+from .jobs_api import JobsMutation, JobsQuery
 from .metadata_api import MetadataMutation, MetadataQuery
 from .record_types import RecordTypes
 from .resolvers import Resolvers
@@ -25,11 +26,11 @@ from .security_api import (
 )
 
 
-class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery):
+class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery, JobsQuery):
     pass
 
 
-class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation):
+class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation, JobsMutation):
     pass
 
 

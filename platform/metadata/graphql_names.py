@@ -36,6 +36,7 @@ PLATFORM_TYPE_NAMES = frozenset("""
     ValidationRuleDefinition ValidationRuleInput ValidationRuleUpdateInput
     Layout LayoutSection LayoutField LayoutRelatedList LayoutInput LayoutUpdateInput LayoutSectionInput
     App UninstalledApp
+    BackgroundJob BackgroundJobStatus
     LayoutFieldInput LayoutRelatedListInput
     GeolocationFilter GeoBoxInput GeoRadiusInput MapCell
     BookingRuleDefinition BookingRuleInput BookingRuleUpdateInput
@@ -44,14 +45,14 @@ PLATFORM_TYPE_NAMES = frozenset("""
 security admin API's, then those of business types and stages: ``StageHistoryEntry`` is in the
 schema only while some object has stages, the others always), then those of funnels and conversions
 (``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules, layouts,
-map queries over geolocation fields and booking rules."""
+map queries over geolocation fields and booking rules, then the background jobs admin API's."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
 
 PLATFORM_QUERY_FIELDS = frozenset({
     "objects", "object", "fieldTypes", "metadataChanges", "metadataVersion",
-    "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit", "layout", "apps",
+    "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit", "layout", "apps", "backgroundJobs",
 })
 PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
@@ -61,7 +62,7 @@ PLATFORM_MUTATION_FIELDS = frozenset({
     "createOrgUnit", "moveOrgUnit", "deleteOrgUnit", "createUser", "setPassword", "deleteUser",
     "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
     "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
-    "createApiToken", "revokeApiToken", "installApp", "upgradeApp", "uninstallApp",
+    "createApiToken", "revokeApiToken", "installApp", "upgradeApp", "uninstallApp", "retryBackgroundJob",
 })
 
 

@@ -14,6 +14,8 @@ from ..metadata.service import MetadataService
 from ..metadata.versions import DatabaseVersions, RedisVersions
 from .access import AccessPolicy
 from .apps import AppService
+from .jobs import Clock, JobService, SystemClock
+from .jobs.transport import RedisTransport
 from .records import RecordService
 from .security.enforcement import RolePolicy
 from .security.policies import PolicyStore
@@ -38,8 +40,9 @@ class Runtime:
     """
 
     def __init__(self, engine: Engine, redis=None, policy: AccessPolicy | None = None, redis_prefix: str = "",
-                 apps_root: Path | None = None):
+                 apps_root: Path | None = None, clock: Clock | None = None):
         self.engine = engine
+        self.clock = clock or SystemClock()
         self.redis = redis
         self.versions = RedisVersions(redis, redis_prefix) if redis is not None else DatabaseVersions()
         self.catalogs = CatalogCache(engine, self.versions)
@@ -50,6 +53,8 @@ class Runtime:
         self.security = SecurityService(engine, self.records, self.policies, attempts)
         self.metadata.on_delete.append(self.security.forget)
         self.apps = AppService(self.metadata, self.security, self.records, apps_root or apps_folder())
+        transport = RedisTransport(redis, redis_prefix) if redis is not None else None
+        self.jobs = JobService(engine, self.clock, transport=transport, context=self)
         self.redis_prefix = redis_prefix
         self._listener = None
 
@@ -66,6 +71,7 @@ class Runtime:
         self.metadata.install()
         self.security.install()
         self.apps.install()
+        self.jobs.install()
         self.apps.activate_installed()
         return self
 

@@ -5,7 +5,9 @@ structured JSON on stderr with exit status 1, never as a stack trace.
 """
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
 import uuid
 from contextlib import contextmanager
@@ -463,6 +465,77 @@ def app_uninstall(ctx, name, export_to):
         _print(done)
 
 
+# -- jobs ------------------------------------------------------------------------------------
+@main.command("worker")
+@click.option("--burst", is_flag=True, help="Run the jobs that are due (and, with Redis, queued), then exit.")
+@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between schedule ticks and sweeps of the database.")
+@click.option("--import", "modules", multiple=True, metavar="MODULE",
+              help="Import MODULE first, for the job handlers it registers (repeatable; the current folder is searched).")
+@click.pass_context
+def worker(ctx, burst, poll, modules):
+    """Run background and scheduled jobs: from the RQ queue with --redis-url, else by polling the
+    database. Start as many as needed; each job runs once."""
+    from ..runtime.jobs.worker import work
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise click.BadParameter(f"cannot import {module}: {error}", param_hint="--import") from None
+    with _runtime(ctx) as rt:
+        work(rt, burst=burst, poll=poll)
+
+
+@main.group("job")
+def job_group() -> None:
+    """See and retry background jobs; declare periodic ones."""
+
+
+@job_group.command("list")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed"]), default=None)
+@click.option("--kind", default=None)
+@click.option("--first", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print every field as JSON (the whole error text included).")
+@click.pass_context
+def job_list(ctx, status, kind, first, as_json):
+    """The newest jobs first, with their status, attempts and last error."""
+    with _runtime(ctx) as rt:
+        jobs = [job.as_dict() for job in rt.jobs.list(SYSTEM_ACTOR, status=status, kind=kind, limit=first)]
+        if as_json:
+            _print(jobs)
+            return
+        _table(["id", "kind", "status", "attempts", "run_at", "last_error"], jobs)
+        click.echo(f"{len(jobs)} job(s)")
+
+
+@job_group.command("retry")
+@click.argument("job_id")
+@click.pass_context
+def job_retry(ctx, job_id):
+    """Queue a failed job again, due now, with a fresh count of attempts."""
+    with _runtime(ctx) as rt:
+        _print(rt.jobs.retry(SYSTEM_ACTOR, job_id).as_dict())
+
+
+@job_group.command("schedule")
+@click.argument("name")
+@click.argument("kind")
+@click.option("--every", "every_seconds", required=True, type=click.IntRange(min=1), help="Seconds between runs.")
+@click.option("--payload", default=None, help="The job's payload, in JSON.")
+@click.pass_context
+def job_schedule(ctx, name, kind, every_seconds, payload):
+    """Enqueue a KIND job every so many seconds (once per slot, whatever the number of workers)."""
+    try:
+        value = json.loads(payload) if payload else None
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+    with _runtime(ctx) as rt:
+        _print(rt.jobs.schedules.schedule(name, kind, every_seconds, value))
+
+
 @main.command("demo")
 @click.option("--database", "database_path", type=click.Path(dir_okay=False, path_type=Path), default="lowcode-demo.db",
               show_default=True, help="The SQLite file to build; deleted first when it exists.")
@@ -503,10 +576,15 @@ def demo(database_path, scale, seed, no_serve, host, port):
         click.echo(line)
     if no_serve:
         return
+    from ..runtime.jobs import JobRunner
     from .app import Settings, create_app
 
     app = create_app(Settings(database_url=result.database_url, api_token=""))
-    app.run(host=host, port=port, threaded=True)
+    runner = JobRunner(app.extensions["lowcode"]["runtime"]).start()
+    try:
+        app.run(host=host, port=port, threaded=True)
+    finally:
+        runner.stop()
 
 
 @main.command("serve")
@@ -534,7 +612,17 @@ def serve(ctx, host, port, token):
     except LowcodeError as error:
         click.echo(json.dumps({"error": error.as_dict()}, indent=2, ensure_ascii=False), err=True)
         sys.exit(1)
+    runner = None
+    if not ctx.obj["redis_url"]:
+        from ..runtime.jobs import JobRunner
+
+        runner = JobRunner(app.extensions["lowcode"]["runtime"]).start()
+        click.echo("Background jobs run in this process (no Redis configured).")
     click.echo(f"GraphiQL: http://{host}:{port}/graphql")
     click.echo(f"Sign in: POST http://{host}:{port}/auth/sign-in {{\"username\", \"password\"}}, then send "
                "'Authorization: Bearer <token>' (the first administrator: lowcode user create --admin).")
-    app.run(host=host, port=port, threaded=True)
+    try:
+        app.run(host=host, port=port, threaded=True)
+    finally:
+        if runner is not None:
+            runner.stop()
