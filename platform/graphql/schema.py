@@ -16,6 +16,7 @@ from .apps_api import AppsMutation, AppsQuery
 from .common import SHARED_TYPES
 from .jobs_api import JobsMutation, JobsQuery
 from .metadata_api import MetadataMutation, MetadataQuery
+from .notifications_api import InboxMutation, InboxQuery
 from .record_types import RecordTypes
 from .resolvers import Resolvers
 from .security_api import (
@@ -26,11 +27,11 @@ from .security_api import (
 )
 
 
-class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery, JobsQuery):
+class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery, JobsQuery, InboxQuery):
     pass
 
 
-class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation, JobsMutation):
+class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation, JobsMutation, InboxMutation):
     pass
 
 

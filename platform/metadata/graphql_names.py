@@ -37,6 +37,7 @@ PLATFORM_TYPE_NAMES = frozenset("""
     Layout LayoutSection LayoutField LayoutRelatedList LayoutInput LayoutUpdateInput LayoutSectionInput
     App UninstalledApp
     BackgroundJob BackgroundJobStatus
+    InboxNotification InboxConnection
     LayoutFieldInput LayoutRelatedListInput
     GeolocationFilter GeoBoxInput GeoRadiusInput MapCell
     BookingRuleDefinition BookingRuleInput BookingRuleUpdateInput
@@ -45,7 +46,8 @@ PLATFORM_TYPE_NAMES = frozenset("""
 security admin API's, then those of business types and stages: ``StageHistoryEntry`` is in the
 schema only while some object has stages, the others always), then those of funnels and conversions
 (``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules, layouts,
-map queries over geolocation fields and booking rules, then the background jobs admin API's."""
+map queries over geolocation fields and booking rules, then the background jobs admin API's, then
+the inbox API's."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
@@ -53,6 +55,7 @@ FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 PLATFORM_QUERY_FIELDS = frozenset({
     "objects", "object", "fieldTypes", "metadataChanges", "metadataVersion",
     "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit", "layout", "apps", "backgroundJobs",
+    "inbox", "inboxUnreadCount",
 })
 PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
@@ -63,6 +66,7 @@ PLATFORM_MUTATION_FIELDS = frozenset({
     "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
     "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
     "createApiToken", "revokeApiToken", "installApp", "upgradeApp", "uninstallApp", "retryBackgroundJob",
+    "markInboxRead", "markAllInboxRead",
 })
 
 

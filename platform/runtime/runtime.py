@@ -14,8 +14,10 @@ from ..metadata.service import MetadataService
 from ..metadata.versions import DatabaseVersions, RedisVersions
 from .access import AccessPolicy
 from .apps import AppService
-from .jobs import Clock, JobService, SystemClock
+from .clock import Clock, SystemClock
+from .jobs import JobService
 from .jobs.transport import RedisTransport
+from .notifications import NotificationService
 from .records import RecordService
 from .security.enforcement import RolePolicy
 from .security.policies import PolicyStore
@@ -55,6 +57,7 @@ class Runtime:
         self.apps = AppService(self.metadata, self.security, self.records, apps_root or apps_folder())
         transport = RedisTransport(redis, redis_prefix) if redis is not None else None
         self.jobs = JobService(engine, self.clock, transport=transport, context=self)
+        self.notifications = NotificationService(engine, self.clock)
         self.redis_prefix = redis_prefix
         self._listener = None
 
@@ -72,6 +75,7 @@ class Runtime:
         self.security.install()
         self.apps.install()
         self.jobs.install()
+        self.notifications.install()
         self.apps.activate_installed()
         return self
 

@@ -536,6 +536,20 @@ def job_schedule(ctx, name, kind, every_seconds, payload):
         _print(rt.jobs.schedules.schedule(name, kind, every_seconds, value))
 
 
+@main.command("notify")
+@click.argument("usernames", nargs=-1, required=True)
+@click.option("--title", required=True, help="1 to 255 characters.")
+@click.option("--body", default="", help="The text under the title.")
+@click.option("--kind", default="announcement", show_default=True)
+@click.pass_context
+def notify(ctx, usernames, title, body, kind):
+    """Deliver a notification to these users' inboxes (to check that delivery works)."""
+    with _runtime(ctx) as rt:
+        user_ids = [_user(rt, name)["id"] for name in usernames]
+        delivered = rt.notifications.notify(user_ids, kind, title, body)
+        click.echo(f"Delivered to {delivered} user(s).")
+
+
 @main.command("demo")
 @click.option("--database", "database_path", type=click.Path(dir_okay=False, path_type=Path), default="lowcode-demo.db",
               show_default=True, help="The SQLite file to build; deleted first when it exists.")

@@ -6,7 +6,7 @@ import pytest
 from conftest import TOKEN, Api
 from lowcode.metadata import SYSTEM_ACTOR as S
 from lowcode.runtime import Runtime
-from lowcode.runtime.jobs import ManualClock
+from lowcode.runtime.clock import ManualClock
 from lowcode.server.app import Settings, create_app
 
 JOBS = "query($s: BackgroundJobStatus, $k: String) { backgroundJobs(status: $s, kind: $k) { id kind status attempts maxAttempts lastError payload } }"

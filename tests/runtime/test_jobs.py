@@ -15,7 +15,8 @@ from lowcode.metadata.actors import Actor
 from lowcode.metadata.database import WRITE
 from lowcode.metadata.errors import Conflict, Forbidden, NotFound
 from lowcode.runtime import Runtime
-from lowcode.runtime.jobs import JobRunner, ManualClock
+from lowcode.runtime.clock import ManualClock
+from lowcode.runtime.jobs import JobRunner
 from lowcode.runtime.jobs.service import ABANDONED_ERROR
 from sqlalchemy import func, select, text
 

@@ -1,5 +1,5 @@
 """Background and scheduled jobs: recorded in the database, run by workers (RQ on Redis) or in process."""
-from .clock import Clock, ManualClock, SystemClock
+from ..clock import Clock, ManualClock, SystemClock
 from .handlers import Handlers, default_handlers, job_handler
 from .runner import JobRunner
 from .service import Job, JobService, retry_delay

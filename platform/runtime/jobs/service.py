@@ -32,8 +32,8 @@ from ...metadata.errors import (
     NotFound,
     ValidationFailed,
 )
+from ..clock import Clock, SystemClock
 from . import store
-from .clock import Clock, SystemClock
 from .handlers import Handler, Handlers, default_handlers
 from .schedules import Schedules
 from .store import FAILED, QUEUED, RUNNING, STATUSES, SUCCEEDED

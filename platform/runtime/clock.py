@@ -1,4 +1,4 @@
-"""The time the jobs subsystem reads: the system's, or one a test moves by hand."""
+"""The time the time-driven parts read (jobs, schedules, notifications): the system's, or one a test moves."""
 from __future__ import annotations
 
 import threading
