@@ -21,6 +21,7 @@ from ..metadata.service import MetadataService
 from ..runtime.apps import AppService
 from ..runtime.jobs import JobService
 from ..runtime.notifications import NotificationService
+from ..runtime.pools import PoolService
 from ..runtime.records import RecordService
 from ..runtime.runtime import Runtime
 from ..runtime.security.service import SecurityService
@@ -47,6 +48,7 @@ class RequestContext:
     apps: AppService | None = None
     jobs: JobService | None = None
     notifications: NotificationService | None = None
+    pools: PoolService | None = None
 
 
 class Documents:
@@ -123,7 +125,8 @@ class GraphQLEndpoint:
         if errors:
             return 400, {"errors": [format_error(e) for e in errors]}
         context = RequestContext(actor, catalog, self.runtime.records.at(catalog, conn), self.runtime.metadata, self.limits,
-                                 self.runtime.security, self.runtime.apps, self.runtime.jobs, self.runtime.notifications)
+                                 self.runtime.security, self.runtime.apps, self.runtime.jobs, self.runtime.notifications,
+                                 self.runtime.pools)
         generated = documents.generated
         cost = operation_cost(generated.schema, generated.types, document, operation_name, variables, context)
         if cost is not None and cost > self.limits.max_cost:

@@ -17,6 +17,7 @@ from .common import SHARED_TYPES
 from .jobs_api import JobsMutation, JobsQuery
 from .metadata_api import MetadataMutation, MetadataQuery
 from .notifications_api import InboxMutation, InboxQuery
+from .pools_api import PoolsMutation, PoolsQuery
 from .record_types import RecordTypes
 from .resolvers import Resolvers
 from .security_api import (
@@ -27,11 +28,11 @@ from .security_api import (
 )
 
 
-class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery, JobsQuery, InboxQuery):
+class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery, JobsQuery, InboxQuery, PoolsQuery):
     pass
 
 
-class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation, JobsMutation, InboxMutation):
+class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation, JobsMutation, InboxMutation, PoolsMutation):
     pass
 
 

@@ -38,6 +38,8 @@ PLATFORM_TYPE_NAMES = frozenset("""
     App UninstalledApp
     BackgroundJob BackgroundJobStatus
     InboxNotification InboxConnection
+    PublicPool PublicPoolMember PublicPoolMemberInput PublicPoolInput PublicPoolUpdateInput PublicPoolRecord
+    PublicPoolRecordConnection PublicPoolMove
     LayoutFieldInput LayoutRelatedListInput
     GeolocationFilter GeoBoxInput GeoRadiusInput MapCell
     BookingRuleDefinition BookingRuleInput BookingRuleUpdateInput
@@ -47,7 +49,7 @@ security admin API's, then those of business types and stages: ``StageHistoryEnt
 schema only while some object has stages, the others always), then those of funnels and conversions
 (``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules, layouts,
 map queries over geolocation fields and booking rules, then the background jobs admin API's, then
-the inbox API's."""
+the inbox API's, then the public pools API's."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
@@ -55,7 +57,7 @@ FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 PLATFORM_QUERY_FIELDS = frozenset({
     "objects", "object", "fieldTypes", "metadataChanges", "metadataVersion",
     "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit", "layout", "apps", "backgroundJobs",
-    "inbox", "inboxUnreadCount",
+    "inbox", "inboxUnreadCount", "publicPools", "publicPoolRecords", "publicPoolMoves",
 })
 PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
@@ -66,7 +68,8 @@ PLATFORM_MUTATION_FIELDS = frozenset({
     "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
     "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
     "createApiToken", "revokeApiToken", "installApp", "upgradeApp", "uninstallApp", "retryBackgroundJob",
-    "markInboxRead", "markAllInboxRead",
+    "markInboxRead", "markAllInboxRead", "createPublicPool", "updatePublicPool", "deletePublicPool",
+    "claimPublicPoolRecord", "releasePublicPoolRecord",
 })
 
 

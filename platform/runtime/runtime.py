@@ -18,6 +18,7 @@ from .clock import Clock, SystemClock
 from .jobs import JobService
 from .jobs.transport import RedisTransport
 from .notifications import NotificationService
+from .pools import PoolService
 from .records import RecordService
 from .security.enforcement import RolePolicy
 from .security.policies import PolicyStore
@@ -58,6 +59,7 @@ class Runtime:
         transport = RedisTransport(redis, redis_prefix) if redis is not None else None
         self.jobs = JobService(engine, self.clock, transport=transport, context=self)
         self.notifications = NotificationService(engine, self.clock)
+        self.pools = PoolService(engine, self.records, self.jobs, self.notifications, self.clock)
         self.redis_prefix = redis_prefix
         self._listener = None
 
@@ -76,6 +78,7 @@ class Runtime:
         self.apps.install()
         self.jobs.install()
         self.notifications.install()
+        self.pools.install()
         self.apps.activate_installed()
         return self
 
