@@ -34,8 +34,8 @@ from ...metadata.database import WRITE
 from ...metadata.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from ...metadata.names import API_NAME
 from ..clock import Clock, SystemClock
+from ..instant_cursors import decode_cursor, encode_cursor
 from . import recipients, store
-from .cursor import decode_cursor, encode_cursor
 
 NOTIFICATIONS = store.notifications
 C = NOTIFICATIONS.c
@@ -191,7 +191,7 @@ class NotificationService:
         if unread_only:
             query = query.where(C.read_at.is_(None))
         if after is not None:
-            created_at, last_id = decode_cursor(after)
+            created_at, last_id = decode_cursor(after, "the inbox")
             query = query.where(or_(C.created_at < created_at, and_(C.created_at == created_at, C.id < last_id)))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()

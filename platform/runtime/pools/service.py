@@ -9,8 +9,6 @@ record has no owner (``owner_id`` null) while it waits in the pool.
 """
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import uuid
 from contextlib import contextmanager
@@ -42,6 +40,7 @@ from ...metadata.errors import (
     ValidationFailed,
 )
 from ..clock import Clock, SystemClock
+from ..instant_cursors import decode_cursor, encode_cursor
 from . import definitions, store
 from .definitions import Pool
 from .errors import ClaimLimitReached, CoolingDown, HoldingCapReached
@@ -87,7 +86,7 @@ class PooledRecord:
 
     @property
     def cursor(self) -> str:
-        return _encode_cursor(self.entered_at, self.id)
+        return encode_cursor(self.entered_at, self.id)
 
 
 @dataclass(frozen=True)
@@ -201,7 +200,7 @@ class PoolService:
             query = (select(ENTRIES).where(ENTRIES.c.pool == pool.api_name, ENTRIES.c.status == store.IN_POOL)
                      .order_by(ENTRIES.c.entered_at.desc(), ENTRIES.c.record_id.desc()).limit(first + 1))
             if after is not None:
-                entered_at, last_id = _decode_cursor(after)
+                entered_at, last_id = decode_cursor(after, "this pool")
                 query = query.where(or_(ENTRIES.c.entered_at < entered_at,
                                         and_(ENTRIES.c.entered_at == entered_at, ENTRIES.c.record_id < last_id)))
             rows = conn.execute(query).all()
@@ -459,21 +458,3 @@ def _listed_fields(obj, fields: list[str] | None) -> list[str]:
     if problems:
         raise ValidationFailed.of(problems)
     return [name for name in dict.fromkeys(fields) if name != "id"]
-
-
-def _encode_cursor(entered_at: datetime, record_id: str) -> str:
-    raw = json.dumps([entered_at.isoformat(), record_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: Any) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        entered_at, record_id = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-        instant = datetime.fromisoformat(entered_at)
-        if instant.tzinfo is None:
-            raise ValueError("naive")
-        return instant, str(uuid.UUID(record_id))
-    except (ValueError, TypeError, AttributeError):
-        raise ValidationFailed.of([FieldError("INVALID_CURSOR", "after",
-                                              "is not an endCursor returned by an earlier page of this pool")]) from None
