@@ -14,7 +14,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterator
 
 from sqlalchemy import (
@@ -54,6 +54,7 @@ from . import rollups
 from .access import AccessPolicy, FieldAccess, OpenAccess
 from .aggregates import parse_aggregate, run_aggregate
 from .bookings import booking_rule, free_predicate, occupancy, overlap_problems, period
+from .clock import Clock, SystemClock
 from .computed import compute, selectables
 from .filters import FilterCompiler
 from .funnel import conversions, funnel_request, funnel_rows
@@ -113,10 +114,6 @@ def new_record_id() -> str:
     return str(uuid.UUID(bytes=raw))
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
     for start in range(0, len(values), size):
         yield values[start:start + size]
@@ -156,8 +153,10 @@ def _forbidden_uses() -> Iterator[None]:
 
 
 class RecordService:
-    def __init__(self, engine: Engine, catalogs: CatalogCache, policy: AccessPolicy | None = None):
+    def __init__(self, engine: Engine, catalogs: CatalogCache, policy: AccessPolicy | None = None, clock: Clock | None = None):
         self.engine = engine
+        self.clock = clock or SystemClock()
+        """What "now" is for the times records are stamped with (a test's ManualClock, or the system's)."""
         self.catalogs = catalogs
         self.policy = policy or OpenAccess()
         self._pinned: Catalog | None = None
@@ -337,7 +336,7 @@ class RecordService:
             if stage_due_within is not None:
                 if not isinstance(stage_due_within, int) or isinstance(stage_due_within, bool) or not 0 <= stage_due_within <= 3650:
                     raise ValidationFailed.of([FieldError("OUT_OF_RANGE", "stage_due_within", "must be a whole number of days from 0 to 3650")])
-                extra = due_predicate(obj, table, stage_due_within, now or _now())
+                extra = due_predicate(obj, table, stage_due_within, now or self.clock.now())
             return self._reader(conn, catalog, actor).page(obj, window, selection, extra)
 
     def read_records(self, actor: Actor, object_name: str, record_ids: list[str], selection: Selection, *,
@@ -601,7 +600,7 @@ class RecordService:
             errors = self._database_problems(conn, catalog, obj, actor, [coerced], [current["id"]], False)
             if errors:
                 raise ValidationFailed.of(errors)
-            now = _now()
+            now = self.clock.now()
             after = {**current, **coerced, "version": current["version"] + 1, "updated_at": now, "updated_by": actor.id}
             conn.execute(update(table).where(table.c.id == current["id"]).values(
                 owner_id=after["owner_id"], org_unit_id=after["org_unit_id"], version=after["version"], updated_at=now, updated_by=actor.id))
@@ -617,7 +616,7 @@ class RecordService:
             current = self._locked(conn, obj, table, actor, record_id, "delete", deleted=False)
             doomed = self._cascade(conn, catalog, obj, [current["id"]], deleted=False)
             self._refuse_restricted(conn, catalog, doomed, live_only=True)
-            now = _now()
+            now = self.clock.now()
             for target, ids in doomed.items():
                 self._set_deleted(conn, catalog, target, ids, now, actor, now)
             for target, ids in doomed.items():
@@ -638,7 +637,7 @@ class RecordService:
                         raise Conflict(f"Its master ({field.label}) is in the recycle bin; restore the master first.", field=field.api_name)
             revived = self._cascade(conn, catalog, obj, [current["id"]], deleted=True, deleted_at=current["deleted_at"])
             self._refuse_double_booking(conn, catalog, revived)
-            now = _now()
+            now = self.clock.now()
             try:
                 for target, ids in revived.items():
                     self._set_deleted(conn, catalog, target, ids, None, actor, now)
@@ -663,7 +662,7 @@ class RecordService:
                 raise InUse("Other records still reference this record; remove those references first.") from None
             for target, touched in summarized.items():
                 rollups.refresh(conn, catalog, target, touched)
-            write_history(conn, obj, actor, _now(), [(current["id"], None, "purged", None, None)])
+            write_history(conn, obj, actor, self.clock.now(), [(current["id"], None, "purged", None, None)])
 
     # -- steps ------------------------------------------------------------------------------
     def _insert(self, conn, catalog, obj, table, actor, inputs, *, indexed) -> list[dict[str, Any]]:
@@ -683,7 +682,7 @@ class RecordService:
             errors.extend(e.at(i) if indexed else e for i, e in overlap_problems(conn, obj, table, records, [None] * len(records)))
         if errors:
             raise ValidationFailed.of(errors)
-        now = _now()
+        now = self.clock.now()
         canonical = list(obj.fields_by_name)
         starting = rollups.starting_values(obj)
         homes: dict[tuple[Any, Any], Any] = {}
@@ -749,7 +748,7 @@ class RecordService:
             raise ValidationFailed.of(at(errors))
         if reopening:
             self.policy.authorize(actor, obj, "reopen")
-        now = _now()
+        now = self.clock.now()
         proposed = {**current, **coerced}
         if coerced.get("stage") != current.get("stage") and "stage" in coerced:
             proposed["stage_entered_at"] = now if coerced["stage"] is not None else None

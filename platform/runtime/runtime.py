@@ -51,7 +51,7 @@ class Runtime:
         self.catalogs = CatalogCache(engine, self.versions)
         self.metadata = MetadataService(engine, self.catalogs, self.versions)
         self.policies = PolicyStore(engine, redis, redis_prefix)
-        self.records = RecordService(engine, self.catalogs, policy or RolePolicy(self.policies))
+        self.records = RecordService(engine, self.catalogs, policy or RolePolicy(self.policies), self.clock)
         attempts = AttemptCounter(redis, redis_prefix, SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS)
         self.security = SecurityService(engine, self.records, self.policies, attempts)
         self.metadata.on_delete.append(self.security.forget)

@@ -19,7 +19,7 @@ from lowcode.runtime import Runtime
 from lowcode.runtime.clock import ManualClock
 from lowcode.runtime.pools import ClaimLimitReached, CoolingDown, HoldingCapReached
 from lowcode.runtime.pools.store import entries, members, moves, pools
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 UNKNOWN = "00000000-0000-4000-8000-00000000abcd"
 OBJECTS = [
@@ -38,8 +38,7 @@ DEAL_TYPE = {"api_name": "standard", "label": "Standard", "stages": [
 
 
 def start_of_second() -> datetime:
-    """Now, to the second: records take their creation time from the system clock, the pools
-    from the runtime's (manual) clock, so the two must start together."""
+    """Now, to the second: where the runtime's manual clock starts."""
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
@@ -107,12 +106,11 @@ def pooled(rt, actor, name="leads"):
 
 
 def visit_at(rt, record, instant):
-    """A visit to ``record`` made at ``instant``: the record service stamps the system's time, so
-    the test moves the stamp to where the manual clock stands."""
+    """A visit to ``record`` made at ``instant``: the runtime's clock stands there for the write."""
+    now = rt.clock.now()
+    rt.clock.set(instant)
     made = rt.records.create(S, "visit", {"lead": record["id"], "note": "called"})
-    table = rt.catalog().table("visit")
-    with rt.engine.begin() as conn:
-        conn.execute(update(table).where(table.c.id == made["id"]).values(created_at=instant))
+    rt.clock.set(now)
     return made
 
 
