@@ -1,15 +1,15 @@
-"""The time the time-driven parts read (jobs, schedules, notifications): the system's, or one a test moves."""
+"""The time the time-driven parts read (records, jobs, schedules, notifications): the system's, or one a test moves."""
 from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
 
-class Clock:
+class Clock(Protocol):
     """Something that tells the current instant, always timezone-aware in UTC."""
 
-    def now(self) -> datetime:
-        raise NotImplementedError
+    def now(self) -> datetime: ...
 
 
 class SystemClock(Clock):
