@@ -16,7 +16,7 @@ from lowcode.metadata.database import WRITE
 from lowcode.metadata.errors import Conflict, Forbidden, NotFound
 from lowcode.runtime import Runtime
 from lowcode.runtime.clock import ManualClock
-from lowcode.runtime.jobs import JobRunner
+from lowcode.runtime.jobs import FinalFailure, JobRunner
 from lowcode.runtime.jobs.service import ABANDONED_ERROR
 from sqlalchemy import func, select, text
 
@@ -171,6 +171,19 @@ def test_a_job_of_an_unknown_kind_fails_at_once_with_a_clear_error(rt):
     assert (job.status, job.attempts) == ("failed", 1)
     assert job.last_error == ("No handler is registered for the job kind 'nobody.handles.this'; import the module that "
                               "registers it (lowcode worker --import MODULE), then retry the job.")
+
+
+def test_a_job_that_can_never_succeed_fails_at_once_without_retries(rt, clock):
+    def refuse(job):
+        raise FinalFailure("the address answered 404")
+
+    rt.jobs.register("doomed", refuse)
+    job_id = rt.jobs.enqueue("doomed")
+    assert rt.jobs.run_due() == 1
+    job = rt.jobs.job(job_id)
+    assert (job.status, job.attempts, job.last_error) == ("failed", 1, "lowcode.runtime.jobs.handlers.FinalFailure: the address answered 404")
+    clock.advance(hours=3)
+    assert rt.jobs.run_due() == 0
 
 
 # -- the lease -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from lowcode.metadata import SYSTEM_ACTOR as S
 from lowcode.metadata.errors import Forbidden, LowcodeError, NotFound, ValidationFailed
 from lowcode.runtime import Runtime
 from lowcode.runtime.clock import ManualClock
+from lowcode.runtime.notifications import Delivery
 from lowcode.runtime.notifications.store import notifications as NOTIFICATIONS
 from sqlalchemy import func, select
 
@@ -120,6 +121,22 @@ def test_the_message_is_checked_before_anything_is_delivered(rt):
     assert notify([ann.id], "approval.request", "x" * 255, "b" * 4000, record=("deal", UNKNOWN.upper()), key="k" * 255) == 1
     [only] = rt.notifications.inbox(ann).notifications
     assert (only.kind, len(only.title), only.object_api_name, only.record_id) == ("approval.request", 255, "deal", UNKNOWN)
+
+
+def test_many_deliveries_go_in_at_once_each_once_per_user_and_key(rt):
+    ann, bob = make_user(rt, "ann"), make_user(rt, "bob")
+    each = [Delivery(ann.id, "reminder.visit", "Visit Acme", "visit:acme:1", "due today", ("account", UNKNOWN)),
+            Delivery(bob.id, "reminder.visit", "Visit Bolt", "visit:bolt:1"),
+            Delivery(ann.id, "reminder.task", "Call back", "task:7")]
+    assert rt.notifications.notify_each(each) == 3
+    assert rt.notifications.notify_each([*each, Delivery(bob.id, "reminder.task", "Call back", "task:7")]) == 1
+    assert stored(rt) == sorted([(ann.id, "Visit Acme"), (bob.id, "Visit Bolt"), (ann.id, "Call back"), (bob.id, "Call back")])
+    with pytest.raises(ValidationFailed) as error:
+        rt.notifications.notify_each([Delivery(ann.id, "reminder", "Fine", "k:1"), Delivery(ann.id, "Bad Kind", "", None)])
+    assert problems(error) == [("INVALID_VALUE", "deliveries.1.kind"), ("INVALID_VALUE", "deliveries.1.title"),
+                               ("REQUIRED", "deliveries.1.key")]
+    assert count_all(rt) == 4
+    assert rt.notifications.notify_each([]) == 0
 
 
 # -- org units and roles --------------------------------------------------------------------------

@@ -13,6 +13,11 @@ Handler = Callable[..., None]
 """Called with the running :class:`~.service.Job`; returns nothing, raises to fail the attempt."""
 
 
+class FinalFailure(Exception):
+    """Raised by a handler whose job can never succeed (a webhook answering 404): the job is marked
+    failed at once, without the retries an ordinary error gets."""
+
+
 class Handlers:
     """Handlers by job kind; a kind has one handler, so registering a second one raises."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...metadata.errors import FieldError, NotFound, ValidationFailed
@@ -39,9 +39,11 @@ class Schedules:
     def __init__(self, jobs: "JobService"):
         self.jobs = jobs
 
-    def schedule(self, name: str, kind: str, every_seconds: int, payload: Any = None) -> dict[str, Any]:
+    def schedule(self, name: str, kind: str, every_seconds: int, payload: Any = None, *,
+                 conn: Connection | None = None) -> dict[str, Any] | None:
         """Create or change a schedule (made active). A new one fires at the first tick; a
-        changed one keeps its next slot, so declaring schedules at every start is harmless."""
+        changed one keeps its next slot, so declaring schedules at every start is harmless.
+        With ``conn`` the declaration joins that open transaction (and returns nothing)."""
         problems = []
         if not isinstance(name, str) or not 1 <= len(name) <= S.name.type.length:
             problems.append(FieldError("INVALID_VALUE", "name", "must be a name of 1 to 127 characters"))
@@ -52,11 +54,12 @@ class Schedules:
         payload = {} if payload is None else payload
         row = self.jobs._new_row(kind, payload, None, None, None)
         values = {"name": name, "kind": row["kind"], "payload": payload, "interval_seconds": every_seconds, "active": True}
-        with self.jobs._transaction() as conn:
-            dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            first_slot = slot_start(self.jobs.clock.now(), every_seconds)
-            conn.execute(dialect_insert(SCHEDULES).values(next_run_at=first_slot, **values)
-                         .on_conflict_do_update(index_elements=[S.name], set_=values))
+        first_slot = slot_start(self.jobs.clock.now(), every_seconds)
+        if conn is not None:
+            _upsert(conn, first_slot, values)
+            return None
+        with self.jobs._transaction() as own:
+            _upsert(own, first_slot, values)
         return self.get(name)
 
     def deactivate(self, name: str) -> dict[str, Any]:
@@ -64,6 +67,10 @@ class Schedules:
             if conn.execute(update(SCHEDULES).where(S.name == name).values(active=False)).rowcount == 0:
                 raise NotFound(f"There is no schedule named '{name}'.", field="name")
         return self.get(name)
+
+    def remove(self, name: str, *, conn: Connection) -> bool:
+        """Delete a schedule inside the caller's transaction (its last user went); whether there was one."""
+        return conn.execute(delete(SCHEDULES).where(S.name == name)).rowcount > 0
 
     def get(self, name: str) -> dict[str, Any]:
         with self.jobs.engine.connect() as conn:
@@ -93,3 +100,9 @@ class Schedules:
                              .values(next_run_at=slot + timedelta(seconds=schedule.interval_seconds)))
         self.jobs.dispatch(made)
         return made
+
+
+def _upsert(conn: Connection, first_slot: datetime, values: dict[str, Any]) -> None:
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(dialect_insert(SCHEDULES).values(next_run_at=first_slot, **values)
+                 .on_conflict_do_update(index_elements=[S.name], set_=values))

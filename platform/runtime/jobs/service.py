@@ -34,7 +34,7 @@ from ...metadata.errors import (
 )
 from ..clock import Clock, SystemClock
 from . import store
-from .handlers import Handler, Handlers, default_handlers
+from .handlers import FinalFailure, Handler, Handlers, default_handlers
 from .schedules import Schedules
 from .store import FAILED, QUEUED, RUNNING, STATUSES, SUCCEEDED
 
@@ -269,6 +269,9 @@ class JobService:
                                      "registers it (lowcode worker --import MODULE), then retry the job.", final=True)
         try:
             handler(job)
+        except FinalFailure as exc:
+            log.warning("job %s (%s) failed for good on attempt %s", job.id, job.kind, job.attempts)
+            return self._finish(job, describe(exc), final=True)
         except Exception as exc:
             log.warning("job %s (%s) failed on attempt %s of %s", job.id, job.kind, job.attempts, job.max_attempts, exc_info=True)
             return self._finish(job, describe(exc))

@@ -1,4 +1,4 @@
 """The notification inbox: notifications delivered to users, read and marked by each user alone."""
-from .service import InboxPage, Notification, NotificationService
+from .service import Delivery, InboxPage, Notification, NotificationService
 
-__all__ = ["InboxPage", "Notification", "NotificationService"]
+__all__ = ["Delivery", "InboxPage", "Notification", "NotificationService"]

@@ -49,6 +49,18 @@ NO_INBOX = ("The platform itself (the service token, or the system actor) has no
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One notification for one user, under a key that delivers it once."""
+
+    user_id: str
+    kind: str
+    title: str
+    key: str
+    body: str = ""
+    record: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Notification:
     id: str
     user_id: str
@@ -164,22 +176,43 @@ class NotificationService:
             users = recipients.members(conn, None, include_below=False, roles=names)
             return self._deliver(conn, users, message)
 
+    def notify_each(self, deliveries: list[Delivery], *, conn: Connection | None = None) -> int:
+        """Deliver many different notifications, each to its own user and under its own key (a
+        scan's reminders): a few statements whatever their number; returns how many were new.
+        The caller vouches for the users (found active by its own query); a malformed delivery
+        is listed at ``deliveries.<index>`` and nothing is delivered."""
+        rows, problems = [], []
+        now = self.clock.now()
+        for i, delivery in enumerate(deliveries):
+            message, message_problems = _message(delivery.kind, delivery.title, delivery.body, delivery.record, delivery.key)
+            if delivery.key is None:
+                message_problems.append(FieldError("REQUIRED", "key", "a delivery of many needs its key"))
+            problems += [p.at(f"deliveries.{i}") for p in message_problems]
+            rows.append(_row(delivery.user_id, message, now))
+        if problems:
+            raise ValidationFailed.of(problems)
+        with self._joined(conn) as conn:
+            return sum(self._insert_new(conn, chunk) for chunk in recipients.chunks(rows))
+
     def _deliver(self, conn: Connection, user_ids: list[str], message: Message) -> int:
         now = self.clock.now()
         delivered = 0
         for chunk in recipients.chunks(sorted(set(user_ids))):
-            rows = [{"id": str(uuid.uuid4()), "user_id": user_id, "kind": message.kind, "title": message.title,
-                     "body": message.body, "object_api_name": message.object_api_name, "record_id": message.record_id,
-                     "created_at": now, "dedupe_key": message.key} for user_id in chunk]
+            rows = [_row(user_id, message, now) for user_id in chunk]
             if message.key is None:
                 conn.execute(insert(NOTIFICATIONS), rows)
                 delivered += len(rows)
-                continue
-            dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            statement = (dialect_insert(NOTIFICATIONS).values(rows)
-                         .on_conflict_do_nothing(index_elements=[C.user_id, C.dedupe_key]).returning(C.id))
-            delivered += len(conn.execute(statement).all())
+            else:
+                delivered += self._insert_new(conn, rows)
         return delivered
+
+    @staticmethod
+    def _insert_new(conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert the rows whose (user, key) no notification has yet; how many that was."""
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = (dialect_insert(NOTIFICATIONS).values(rows)
+                     .on_conflict_do_nothing(index_elements=[C.user_id, C.dedupe_key]).returning(C.id))
+        return len(conn.execute(statement).all())
 
     # -- one user's inbox ---------------------------------------------------------------------
     def inbox(self, actor: Actor, unread_only: bool = False, first: int = 50, after: str | None = None) -> InboxPage:
@@ -266,6 +299,12 @@ class NotificationService:
             return
         with self._transaction() as own:
             yield own
+
+
+def _row(user_id: str, message: Message, now: datetime) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "user_id": user_id, "kind": message.kind, "title": message.title, "body": message.body,
+            "object_api_name": message.object_api_name, "record_id": message.record_id, "created_at": now,
+            "dedupe_key": message.key}
 
 
 def _inbox_owner(actor: Actor) -> str:

@@ -291,6 +291,13 @@ class PoolService:
             record = self._pooled_record(conn, pool, record_id)
             return self._enter(conn, pool, record, store.RETURN, actor.id, reason)
 
+    def enter(self, conn: Connection, pool_name: str, record_id: str, *, actor_id: str | None = None,
+              reason: str | None = None) -> PoolMove:
+        """Put a record into the pool inside the caller's transaction (an assignment rule on a
+        record being created); ``actor_id`` ``None``: the platform moved it."""
+        pool = self._load(conn, pool_name)
+        return self._enter(conn, pool, self._pooled_record(conn, pool, record_id), store.RETURN, actor_id, reason)
+
     def moves(self, actor: Actor, pool_name: str, record_id: Any = None) -> list[PoolMove]:
         """The pool's moves in the order they happened, of one record or all (administrators and members)."""
         with self.engine.connect() as conn:
