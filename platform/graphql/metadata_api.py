@@ -201,6 +201,35 @@ class BookingRuleDefinition(graphene.ObjectType):
     message = graphene.String(required=True, description="Reported on the start field when bookings would overlap.")
 
 
+class AutomationDefinition(graphene.ObjectType):
+    api_name = graphene.String(required=True)
+    kind = graphene.String(required=True, description="assignment_rule, duplicate_rule, approval_process, trigger or reminder.")
+    label = graphene.String(required=True)
+    settings = graphene.Field(JSON, required=True, description="What the kind needs; checked by the kind when saved.")
+    active = graphene.Boolean(required=True)
+    position = graphene.Int(required=True, description="Automations of one kind apply in this order.")
+
+    @staticmethod
+    def resolve_settings(automation, _info):
+        return automation.as_dict()["settings"]
+
+
+class AutomationInput(graphene.InputObjectType):
+    api_name = graphene.String(required=True)
+    kind = graphene.String(required=True)
+    label = graphene.String(required=True)
+    settings = JSON(required=True)
+    active = graphene.Boolean()
+    position = graphene.Int()
+
+
+class AutomationUpdateInput(graphene.InputObjectType):
+    label = graphene.String()
+    settings = JSON(description="Replaces the settings whole.")
+    active = graphene.Boolean()
+    position = graphene.Int()
+
+
 class LayoutField(graphene.ObjectType):
     field = graphene.String(required=True, description="The field's api name.")
     graphql_name = graphene.String(required=True, description="The record field holding its value.")
@@ -276,6 +305,8 @@ class ObjectDefinition(graphene.ObjectType):
     layouts = graphene.List(graphene.NonNull(Layout), required=True, description="Form layouts, by business type and role.")
     booking_rules = graphene.List(graphene.NonNull(BookingRuleDefinition), required=True,
                                   description="At most one: the object's records book a resource over dates.")
+    automations = graphene.List(graphene.NonNull(AutomationDefinition), required=True, kind=graphene.String(),
+                                description="Assignment and duplicate rules, approvals, triggers and reminders, by kind and order.")
 
     @staticmethod
     def resolve_business_types(obj: ObjectDef, _info):
@@ -288,6 +319,10 @@ class ObjectDefinition(graphene.ObjectType):
     @staticmethod
     def resolve_booking_rules(obj: ObjectDef, _info):
         return list(obj.booking_rules)
+
+    @staticmethod
+    def resolve_automations(obj: ObjectDef, _info, kind=None):
+        return [a for a in obj.automations if kind is None or a.kind == kind]
 
     @staticmethod
     def resolve_layouts(obj: ObjectDef, info):
@@ -559,6 +594,23 @@ def business_type_definition(data: dict[str, Any]) -> dict[str, Any]:
     return definition
 
 
+def _changing_automation(call):
+    """Run an automation change; error paths name the input (``input.settings.steps.0.role``), the
+    settings' own keys kept as they are written."""
+    def path(field: str | None) -> str | None:
+        if not field or field in ("object", "field"):
+            return field
+        head, _, rest = field.partition(".")
+        return ".".join(["input", camel_case(head), *([rest] if rest else [])])
+
+    try:
+        return call()
+    except LowcodeError as error:
+        error.errors = [FieldError(e.code, path(e.field), e.message, e.ctx) for e in error.errors]
+        error.field = "apiName" if error.field == "api_name" and error.code == "NOT_FOUND" else path(error.field)
+        raise
+
+
 def _business_type_path(path: str | None, data: dict[str, Any] | None) -> str:
     """A business type definition path as the GraphQL input's: ``stages.1.required_fields.0`` is
     ``input.stages.1.requiredFields.0``; a picklist (``picklists.source.2``) is named by its place in
@@ -641,6 +693,12 @@ class MetadataMutation(graphene.ObjectType):
     update_booking_rule = graphene.Field(BookingRuleDefinition, required=True, object=graphene.String(required=True),
                                          api_name=graphene.String(required=True), input=BookingRuleUpdateInput(required=True))
     delete_booking_rule = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True))
+    create_automation = graphene.Field(AutomationDefinition, required=True, object=graphene.String(required=True),
+                                       input=AutomationInput(required=True),
+                                       description="Configure automation on an object; refused with every problem of its settings.")
+    update_automation = graphene.Field(AutomationDefinition, required=True, object=graphene.String(required=True),
+                                       api_name=graphene.String(required=True), input=AutomationUpdateInput(required=True))
+    delete_automation = graphene.String(required=True, object=graphene.String(required=True), api_name=graphene.String(required=True))
     create_layout = graphene.Field(Layout, required=True, object=graphene.String(required=True), input=LayoutInput(required=True),
                                    description="A form layout for a business type and/or role (neither: the default).")
     update_layout = graphene.Field(Layout, required=True, object=graphene.String(required=True), api_name=graphene.String(required=True),
@@ -681,6 +739,24 @@ class MetadataMutation(graphene.ObjectType):
     def resolve_delete_booking_rule(_root, info, object, api_name):
         context = info.context
         _changing_business_type(lambda: context.metadata.delete_booking_rule(context.actor, object, api_name))
+        return api_name
+
+    @staticmethod
+    def resolve_create_automation(_root, info, object, input):
+        context = info.context
+        data = _plain(input)
+        return _changing_automation(lambda: context.metadata.create_automation(context.actor, object, data))
+
+    @staticmethod
+    def resolve_update_automation(_root, info, object, api_name, input):
+        context = info.context
+        data = _plain(input)
+        return _changing_automation(lambda: context.metadata.update_automation(context.actor, object, api_name, data))
+
+    @staticmethod
+    def resolve_delete_automation(_root, info, object, api_name):
+        context = info.context
+        _changing_automation(lambda: context.metadata.delete_automation(context.actor, object, api_name))
         return api_name
 
     @staticmethod

@@ -776,27 +776,33 @@ class RecordTypes:
         for obj in self.catalog.objects.values():
             record = self.record_type(obj)
             record_id = GraphQLArgument(GraphQLNonNull(GraphQLID))
+            acknowledge = GraphQLArgument(GraphQLList(GraphQLNonNull(GraphQLString)), description=(
+                "Warnings seen and accepted, so the write goes ahead: POSSIBLE_DUPLICATE."))
             named = names.mutation_fields(obj)
             self.root_kinds.update({name: (kind, obj) for kind, name in named.items()})
             if "create" in named:
                 fields[named["create"]] = GraphQLField(
-                    GraphQLNonNull(record), {"input": GraphQLArgument(GraphQLNonNull(self.input_type(obj, True)))},
+                    GraphQLNonNull(record), {"input": GraphQLArgument(GraphQLNonNull(self.input_type(obj, True))),
+                                             "acknowledge": acknowledge},
                     resolve=r.create(obj))
             if "create_many" in named:
                 fields[named["create_many"]] = GraphQLField(
                     GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
-                    {"inputs": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.input_type(obj, True)))))},
+                    {"inputs": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.input_type(obj, True))))),
+                     "acknowledge": acknowledge},
                     resolve=r.create_many(obj), description="All or nothing.")
             updatable = self.updatable_fields(obj) or self.process_fields(obj)
             if "update" in named and updatable:
                 fields[named["update"]] = GraphQLField(GraphQLNonNull(record), {
                     "id": record_id, "input": GraphQLArgument(GraphQLNonNull(self.input_type(obj, False))),
                     "expectedVersion": GraphQLArgument(GraphQLInt, description="Refuse (CONFLICT) if the record moved past this version."),
+                    "acknowledge": acknowledge,
                 }, resolve=r.update(obj))
             if "update_many" in named and updatable:
                 fields[named["update_many"]] = GraphQLField(
                     GraphQLNonNull(GraphQLList(GraphQLNonNull(record))),
-                    {"items": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.update_item_type(obj)))))},
+                    {"items": GraphQLArgument(GraphQLNonNull(GraphQLList(GraphQLNonNull(self.update_item_type(obj))))),
+                     "acknowledge": acknowledge},
                     resolve=r.update_many(obj), description="All or nothing.")
             if "delete" in named:
                 fields[named["delete"]] = GraphQLField(GraphQLNonNull(GraphQLID), {"id": record_id}, resolve=r.delete(obj),

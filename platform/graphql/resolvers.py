@@ -226,43 +226,45 @@ class Resolvers:
 
     # -- mutations -------------------------------------------------------------------------
     def create(self, obj: ObjectDef):
-        def resolve(_root, info, input):
+        def resolve(_root, info, input, acknowledge=None):
             context = info.context
             selection = self._guard(info, obj, lambda: self._record_selection(info, obj))
             values = record_values(self.types, obj, input)
-            record = self._guard(info, obj, lambda: context.records.create(context.actor, obj.api_name, values), "input")
+            record = self._guard(info, obj, lambda: context.records.create(context.actor, obj.api_name, values,
+                                                                           acknowledge=acknowledge or ()), "input")
             return self._written(info, obj, selection, [record])[0]
         return resolve
 
     def create_many(self, obj: ObjectDef):
-        def resolve(_root, info, inputs):
+        def resolve(_root, info, inputs, acknowledge=None):
             context = info.context
             self._bulk_cap(info, inputs, "inputs")
             selection = self._guard(info, obj, lambda: self._record_selection(info, obj, len(inputs), single=False))
             values = [record_values(self.types, obj, item) for item in inputs]
-            records = self._guard(info, obj, lambda: context.records.bulk_create(context.actor, obj.api_name, values), "inputs")
+            records = self._guard(info, obj, lambda: context.records.bulk_create(context.actor, obj.api_name, values,
+                                                                                 acknowledge=acknowledge or ()), "inputs")
             return self._written(info, obj, selection, records)
         return resolve
 
     def update(self, obj: ObjectDef):
-        def resolve(_root, info, id, input, expectedVersion=None):
+        def resolve(_root, info, id, input, expectedVersion=None, acknowledge=None):
             context = info.context
             selection = self._guard(info, obj, lambda: self._record_selection(info, obj))
             values = record_values(self.types, obj, input)
             record = self._guard(info, obj, lambda: context.records.update(
-                context.actor, obj.api_name, id, values, expected_version=expectedVersion), "input")
+                context.actor, obj.api_name, id, values, expected_version=expectedVersion, acknowledge=acknowledge or ()), "input")
             return self._written(info, obj, selection, [record])[0]
         return resolve
 
     def update_many(self, obj: ObjectDef):
-        def resolve(_root, info, items):
+        def resolve(_root, info, items, acknowledge=None):
             context = info.context
             self._bulk_cap(info, items, "items")
             selection = self._guard(info, obj, lambda: self._record_selection(info, obj, len(items), single=False))
             changes = [{"id": item["id"], "values": record_values(self.types, obj, item["input"]),
                         "expected_version": item.get("expectedVersion")} for item in items]
             try:
-                records = context.records.bulk_update(context.actor, obj.api_name, changes)
+                records = context.records.bulk_update(context.actor, obj.api_name, changes, acknowledge=acknowledge or ())
             except (ValidationFailed, Forbidden) as error:
                 raise _item_paths(in_graphql_names(error, context.catalog, obj)) from None
             except LowcodeError as error:

@@ -12,8 +12,11 @@ import graphene
 from graphql import GraphQLObjectType, GraphQLSchema, validate_schema
 
 from ..metadata.catalog import Catalog
+from .approvals_api import ApprovalsMutation, ApprovalsQuery
 from .apps_api import AppsMutation, AppsQuery
+from .assignment_api import AssignmentMutation
 from .common import SHARED_TYPES
+from .duplicates_api import DuplicatesQuery
 from .jobs_api import JobsMutation, JobsQuery
 from .metadata_api import MetadataMutation, MetadataQuery
 from .notifications_api import InboxMutation, InboxQuery
@@ -28,11 +31,12 @@ from .security_api import (
 )
 
 
-class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery, JobsQuery, InboxQuery, PoolsQuery):
+class PlatformQuery(MetadataQuery, SecurityQuery, AppsQuery, JobsQuery, InboxQuery, PoolsQuery, DuplicatesQuery, ApprovalsQuery):
     pass
 
 
-class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation, JobsMutation, InboxMutation, PoolsMutation):
+class PlatformMutation(MetadataMutation, SecurityMutation, AppsMutation, JobsMutation, InboxMutation, PoolsMutation,
+                       AssignmentMutation, ApprovalsMutation):
     pass
 
 

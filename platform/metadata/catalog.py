@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from sqlalchemy import Connection, Engine, MetaData, Table, select
 
-from . import store
+from . import automations, store
 from .definitions import (
     BookingRuleDef,
     BusinessTypeDef,
@@ -90,6 +90,7 @@ def load_catalog(conn: Connection) -> Catalog:
     rules = validation_rules_by_object(conn)
     layouts = layouts_by_object(conn)
     bookings = booking_rules_by_object(conn)
+    automated = automations.by_object(conn)
     objects = {}
     for row in conn.execute(select(store.objects)).mappings():
         objects[row["api_name"]] = ObjectDef(
@@ -97,7 +98,7 @@ def load_catalog(conn: Connection) -> Catalog:
             plural_label=row["plural_label"], description=row["description"], system=row["system"],
             fields=tuple(field_rows.get(row["api_name"], ())), business_types=kinds.get(row["api_name"], ()),
             validation_rules=rules.get(row["api_name"], ()), layouts=layouts.get(row["api_name"], ()),
-            booking_rules=bookings.get(row["api_name"], ()),
+            booking_rules=bookings.get(row["api_name"], ()), automations=automated.get(row["api_name"], ()),
         )
     return Catalog(version, objects)
 

@@ -178,6 +178,24 @@ class BookingRuleDef:
 
 
 @dataclass(frozen=True)
+class AutomationDef:
+    """Automation configured on an object: an assignment or duplicate rule, an approval process, a
+    record trigger or a reminder. ``kind`` says which; ``settings`` is checked by that kind when saved
+    and read by it at run time. Automations of one kind apply in ``position`` order."""
+
+    api_name: str
+    kind: str
+    label: str
+    settings: Mapping[str, Any]
+    active: bool = True
+    position: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api_name": self.api_name, "kind": self.kind, "label": self.label, "settings": thaw(self.settings),
+                "active": self.active, "position": self.position}
+
+
+@dataclass(frozen=True)
 class LayoutDef:
     """How a record form of one object is laid out (for one business type and/or role, or the
     default): ordered sections of fields flagged required or read-only, and related lists."""
@@ -238,6 +256,11 @@ class ObjectDef:
     validation_rules: tuple[ValidationRuleDef, ...] = ()
     layouts: tuple[LayoutDef, ...] = ()
     booking_rules: tuple[BookingRuleDef, ...] = ()
+    automations: tuple[AutomationDef, ...] = ()
+
+    def automations_of(self, kind: str) -> tuple[AutomationDef, ...]:
+        """The object's active automations of one kind, in order."""
+        return tuple(a for a in self.automations if a.kind == kind and a.active)
 
     @property
     def table_name(self) -> str:

@@ -43,13 +43,15 @@ PLATFORM_TYPE_NAMES = frozenset("""
     LayoutFieldInput LayoutRelatedListInput
     GeolocationFilter GeoBoxInput GeoRadiusInput MapCell
     BookingRuleDefinition BookingRuleInput BookingRuleUpdateInput
+    AutomationDefinition AutomationInput AutomationUpdateInput AssignmentOutcome DuplicateMatch ApprovalRequest ApprovalAction
 """.split())
 """Names of the platform's own types, which no object may generate (the metadata API's, then the
 security admin API's, then those of business types and stages: ``StageHistoryEntry`` is in the
 schema only while some object has stages, the others always), then those of funnels and conversions
 (``FunnelPeriod``, ``StageConversion``: there while some object has stages), validation rules, layouts,
 map queries over geolocation fields and booking rules, then the background jobs admin API's, then
-the inbox API's, then the public pools API's."""
+the inbox API's, then the public pools API's, then automations' (and those of assignment, duplicate
+rules and approvals)."""
 
 FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 """Fields every ``<Type>Filter`` has beside one per record field and relation (``and_id`` would take ``and``)."""
@@ -57,19 +59,21 @@ FILTER_LOGIC_FIELDS = frozenset({"and", "or", "not"})
 PLATFORM_QUERY_FIELDS = frozenset({
     "objects", "object", "fieldTypes", "metadataChanges", "metadataVersion",
     "me", "roles", "role", "memberships", "apiTokens", "recordSharing", "securityAudit", "layout", "apps", "backgroundJobs",
-    "inbox", "inboxUnreadCount", "publicPools", "publicPoolRecords", "publicPoolMoves",
+    "inbox", "inboxUnreadCount", "publicPools", "publicPoolRecords", "publicPoolMoves", "duplicates",
+    "approvalRequests", "approvalRequest",
 })
 PLATFORM_MUTATION_FIELDS = frozenset({
     "createObject", "updateObject", "deleteObject", "createField", "updateField", "deleteField",
     "createBusinessType", "updateBusinessType", "deleteBusinessType",
     "createValidationRule", "updateValidationRule", "deleteValidationRule", "createLayout", "updateLayout", "deleteLayout",
-    "createBookingRule", "updateBookingRule", "deleteBookingRule",
+    "createBookingRule", "updateBookingRule", "deleteBookingRule", "createAutomation", "updateAutomation", "deleteAutomation",
     "createOrgUnit", "moveOrgUnit", "deleteOrgUnit", "createUser", "setPassword", "deleteUser",
     "createRole", "updateRole", "deleteRole", "setObjectPermission", "setFieldPermission",
     "addMembership", "removeMembership", "shareRecord", "unshareRecord", "addTeamMember", "removeTeamMember",
     "createApiToken", "revokeApiToken", "installApp", "upgradeApp", "uninstallApp", "retryBackgroundJob",
     "markInboxRead", "markAllInboxRead", "createPublicPool", "updatePublicPool", "deletePublicPool",
-    "claimPublicPoolRecord", "releasePublicPoolRecord",
+    "claimPublicPoolRecord", "releasePublicPoolRecord", "assignRecords",
+    "submitForApproval", "approveRequest", "rejectRequest", "recallRequest",
 })
 
 

@@ -29,12 +29,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from . import booking_rules, business_types, layouts, store, validation_rules
+from . import automations, booking_rules, business_types, layouts, store, validation_rules
 from .actors import SYSTEM_ACTOR, Actor
 from .catalog import Catalog, CatalogCache
 from .database import WRITE, is_sqlite
 from .ddl import SchemaEditor
 from .definitions import (
+    AutomationDef,
     BookingRuleDef,
     BusinessTypeDef,
     FieldDef,
@@ -133,6 +134,8 @@ class MetadataService:
         self.on_delete: list[Callable[[Connection, str, str | None], None]] = []
         """Called as ``(conn, object, field or None)`` inside the transaction deleting an object or
         a field, so that what other layers keep about it (grants, shares) goes with it."""
+        self.automation_kinds = automations.AutomationKinds()
+        """The kinds of automation the runtime registered; each checks its settings when saved."""
         self._outer: Connection | None = None
 
     def joined(self, conn: Connection) -> "MetadataService":
@@ -284,11 +287,13 @@ class MetadataService:
                 conn.execute(delete(store.auto_numbers).where(store.auto_numbers.c.object_api_name == api_name))
                 conn.execute(delete(store.field_history).where(store.field_history.c.object_api_name == api_name))
                 for owned in (store.stages, store.business_types, store.stage_history, store.validation_rules, store.layouts,
-                              store.booking_rules):
+                              store.booking_rules, store.automations):
                     conn.execute(delete(owned).where(owned.c.object_api_name == api_name))
                 for forget in self.on_delete:
                     forget(conn, api_name, None)
                 change.log("delete_object", api_name, None, obj.as_dict(), None)
+            automations.tell_removed(self.automation_kinds, conn, [a for obj in doomed.values() for a in obj.automations],
+                                     [o for name, o in change.catalog.objects.items() if name not in doomed])
 
     # -- fields -----------------------------------------------------------------------------
     @_administrators_only
@@ -347,7 +352,8 @@ class MetadataService:
             problem = new.field_type.change_problem(old, new)
             if problem:
                 raise UnsafeChange(problem, field="options", old_type=old.type, new_type=new.type)
-            readers = fields_reading(change.catalog.objects, obj, field_api_name) + booking_rules.rules_using(obj, field_api_name)
+            readers = (fields_reading(change.catalog.objects, obj, field_api_name) + booking_rules.rules_using(obj, field_api_name)
+                       + automations.using_field(self.automation_kinds, obj, field_api_name))
             if readers and (old.type, old.options.get("scale")) != (new.type, new.options.get("scale")):
                 raise InUse(f"'{object_api_name}.{field_api_name}' is read by {', '.join(readers)}; its type cannot change while they do.",
                             field="type", used_by=readers)
@@ -375,7 +381,8 @@ class MetadataService:
             field = _custom_field(obj, field_api_name)
             if obj.system and any(field_api_name == f["api_name"] for o in SYSTEM_OBJECTS if o["api_name"] == obj.api_name for f in o["fields"]):
                 raise InUse(f"'{object_api_name}.{field_api_name}' is a system field and cannot be deleted.", field="field")
-            users = _configuration_using(obj, field_api_name) + fields_reading(change.catalog.objects, obj, field_api_name)
+            users = (_configuration_using(obj, field_api_name) + automations.using_field(self.automation_kinds, obj, field_api_name)
+                     + fields_reading(change.catalog.objects, obj, field_api_name))
             if users:
                 raise InUse(f"'{object_api_name}.{field_api_name}' is used by {', '.join(users)}; change those first.",
                             field="field", used_by=users)
@@ -505,6 +512,51 @@ class MetadataService:
         if problems:
             raise InvalidDefinition("The validation rule has problems; fix the listed fields.", errors=problems)
         validation_rules.write(change.conn, obj.api_name, rules)
+
+    # -- automations ------------------------------------------------------------------------
+    @_administrators_only
+    def create_automation(self, actor: Actor, object_api_name: str, definition: dict[str, Any]) -> AutomationDef:
+        """An assignment or duplicate rule, approval process, trigger or reminder on the object;
+        its kind checks the settings, and nothing is saved while any problem remains."""
+        data = _loaded(automations.AutomationSchema(), definition, "automation")
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            _refuse_taken(obj, obj.automations, data["api_name"], "automation")
+            same_kind = obj.automations_of(data["kind"])
+            position = data["position"] if data.get("position") is not None else (max((a.position for a in same_kind), default=-1) + 1)
+            automation = automations.automation_def(data, position)
+            self._save_automation(change, obj, automation, (*obj.automations, automation))
+            change.log("create_automation", object_api_name, None, None, automation.as_dict())
+            return automation
+
+    @_administrators_only
+    def update_automation(self, actor: Actor, object_api_name: str, api_name: str, changes: dict[str, Any]) -> AutomationDef:
+        """Change an automation's label, settings (replaced whole), activity or position; not its kind."""
+        data = _loaded(automations.AutomationUpdateSchema(), changes, "automation")
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = _named(obj, obj.automations, api_name, "automation")
+            automation = automations.automation_def({**current.as_dict(), **data}, data.get("position", current.position))
+            self._save_automation(change, obj, automation, tuple(automation if a.api_name == api_name else a for a in obj.automations))
+            change.log("update_automation", object_api_name, None, current.as_dict(), automation.as_dict())
+            return automation
+
+    @_administrators_only
+    def delete_automation(self, actor: Actor, object_api_name: str, api_name: str) -> None:
+        with self._change(actor) as change:
+            obj = change.catalog.object(object_api_name)
+            current = _named(obj, obj.automations, api_name, "automation")
+            left = tuple(a for a in obj.automations if a.api_name != api_name)
+            automations.write(change.conn, object_api_name, left)
+            automations.tell_removed(self.automation_kinds, change.conn, [current], [
+                replace(obj, automations=left) if o.api_name == object_api_name else o for o in change.catalog.objects.values()])
+            change.log("delete_automation", object_api_name, None, current.as_dict(), None)
+
+    def _save_automation(self, change: MetaChange, obj: ObjectDef, automation: AutomationDef, all_of_object: tuple[AutomationDef, ...]) -> None:
+        problems = automations.problems(self.automation_kinds, change.conn, change.catalog, obj, automation)
+        if problems:
+            raise InvalidDefinition("The automation has problems; fix the listed fields.", errors=problems)
+        automations.write(change.conn, obj.api_name, automations.ordered(list(all_of_object)))
 
     # -- booking rules ----------------------------------------------------------------------
     @_administrators_only

@@ -175,6 +175,17 @@ booking_rules = Table(
     Column("message", Text, nullable=False),
 )
 
+automations = Table(
+    "lc_automation", platform_metadata,
+    Column("object_api_name", String(63), ForeignKey("lc_object.api_name", ondelete="CASCADE"), primary_key=True),
+    Column("api_name", String(63), primary_key=True),
+    Column("kind", String(63), nullable=False),
+    Column("label", String(255), nullable=False),
+    Column("settings", JsonValue, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("position", Integer, nullable=False),
+)
+
 layouts = Table(
     "lc_layout", platform_metadata,
     Column("object_api_name", String(63), ForeignKey("lc_object.api_name", ondelete="CASCADE"), primary_key=True),

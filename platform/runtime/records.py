@@ -15,7 +15,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (
     Connection,
@@ -53,6 +53,7 @@ from ..metadata.versions import read_stored_version
 from . import rollups
 from .access import AccessPolicy, FieldAccess, OpenAccess
 from .aggregates import parse_aggregate, run_aggregate
+from .automation import AutomationSteps
 from .bookings import booking_rule, free_predicate, occupancy, overlap_problems, period
 from .clock import Clock, SystemClock
 from .computed import compute, selectables
@@ -72,6 +73,7 @@ from .processes import StageMove, due_predicate, record_moves, settle, stage_his
 from .reading import Branch, Children, Selection, TreeReader, Window
 from .rules import SaveContext, SaveHooks, layout_problems, rule_problems
 from .validation import RecordValidator
+from .write_transactions import lost_race
 
 MAX_PAGE_SIZE = 1000
 OWNERSHIP_FIELDS = ("owner_id", "org_unit_id")
@@ -119,12 +121,6 @@ def _chunks(values: list, size: int = CHUNK) -> Iterator[list]:
         yield values[start:start + size]
 
 
-RETRYABLE = {"40P01", "40001", "55P03"}
-"""Deadlock, serialization failure, lock timeout: the write lost a race and may be retried."""
-SQLITE_BUSY = {5, 6}
-"""SQLITE_BUSY and SQLITE_LOCKED: the writer queue timed out."""
-
-
 def _constraint_error(obj: ObjectDef, exc: IntegrityError) -> ValidationFailed:
     """A constraint a concurrent writer won, found by its conventional name (never by the database's
     wording; SQLite's booking guard raises the name as its message)."""
@@ -163,6 +159,7 @@ class RecordService:
         self._connection: Connection | None = None
         self._transaction: Connection | None = None
         self.hooks = SaveHooks()
+        self.automation = AutomationSteps()
 
     def at(self, catalog: Catalog, connection: Connection | None = None) -> "RecordService":
         """This service working on ``catalog`` (one request's snapshot) instead of the latest,
@@ -216,7 +213,7 @@ class RecordService:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 yield conn, self._catalog(conn)
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) in RETRYABLE or getattr(exc.orig, "sqlite_errorcode", None) in SQLITE_BUSY:
+            if lost_race(exc):
                 raise Conflict("Another transaction held the same records; nothing was written, retry the request.") from None
             self._refuse_if_stale(exc)
             raise
@@ -544,25 +541,30 @@ class RecordService:
             return stage_history(conn, obj, visible.id)
 
     # -- writing ----------------------------------------------------------------------------
-    def create(self, actor: Actor, object_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    def create(self, actor: Actor, object_name: str, values: dict[str, Any], *, acknowledge: Iterable[str] = ()) -> dict[str, Any]:
+        """Create a record; ``acknowledge`` names warnings (``POSSIBLE_DUPLICATE``) the caller accepts."""
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "create")
-            return self._visible(actor, obj, self._insert(conn, catalog, obj, table, actor, [values], indexed=False))[0]
+            return self._visible(actor, obj, self._insert(conn, catalog, obj, table, actor, [values], indexed=False,
+                                                          acknowledged=frozenset(acknowledge)))[0]
 
-    def bulk_create(self, actor: Actor, object_name: str, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def bulk_create(self, actor: Actor, object_name: str, values: list[dict[str, Any]], *, acknowledge: Iterable[str] = ()) -> list[dict[str, Any]]:
         """Create many records in one transaction: all of them, or none and every row's errors."""
         self._check_bulk(values)
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "create")
-            return self._visible(actor, obj, self._insert(conn, catalog, obj, table, actor, values, indexed=True))
+            return self._visible(actor, obj, self._insert(conn, catalog, obj, table, actor, values, indexed=True,
+                                                          acknowledged=frozenset(acknowledge)))
 
-    def update(self, actor: Actor, object_name: str, record_id: str, values: dict[str, Any], *, expected_version: int | None = None) -> dict[str, Any]:
+    def update(self, actor: Actor, object_name: str, record_id: str, values: dict[str, Any], *, expected_version: int | None = None,
+               acknowledge: Iterable[str] = ()) -> dict[str, Any]:
         """Change some fields; with ``expected_version``, refuse (CONFLICT) if the record moved on."""
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "update")
-            return self._visible(actor, obj, [self._update(conn, catalog, obj, table, actor, record_id, values, expected_version, None)])[0]
+            return self._visible(actor, obj, [self._update(conn, catalog, obj, table, actor, record_id, values, expected_version, None,
+                                                           frozenset(acknowledge))])[0]
 
-    def bulk_update(self, actor: Actor, object_name: str, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def bulk_update(self, actor: Actor, object_name: str, changes: list[dict[str, Any]], *, acknowledge: Iterable[str] = ()) -> list[dict[str, Any]]:
         """``[{"id", "values", "expected_version"?}, ...]`` in one transaction, all or nothing."""
         self._check_bulk(changes)
         errors: list[FieldError] = []
@@ -575,7 +577,8 @@ class RecordService:
                     errors.append(FieldError("INVALID_TYPE", str(i), "must be {id, values, expected_version?}"))
                     continue
                 try:
-                    results.append(self._update(conn, catalog, obj, table, actor, change["id"], change["values"], change.get("expected_version"), i))
+                    results.append(self._update(conn, catalog, obj, table, actor, change["id"], change["values"], change.get("expected_version"), i,
+                                                frozenset(acknowledge)))
                 except ValidationFailed as failed:
                     errors.extend(failed.errors)
                 except (NotFound, Conflict) as failed:
@@ -589,6 +592,7 @@ class RecordService:
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "transfer")
             current = self._locked(conn, obj, table, actor, record_id, "transfer", deleted=False)
+            self._guard(conn, catalog, obj, actor, current, "transfer")
             coerced, errors = self._validator(catalog, obj).check(
                 {"owner_id": owner_id, **({"org_unit_id": org_unit_id} if org_unit_id is not None else {})}, creating=False)
             if not errors and coerced.get("owner_id") is None:
@@ -614,6 +618,7 @@ class RecordService:
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "delete")
             current = self._locked(conn, obj, table, actor, record_id, "delete", deleted=False)
+            self._guard(conn, catalog, obj, actor, current, "delete")
             doomed = self._cascade(conn, catalog, obj, [current["id"]], deleted=False)
             self._refuse_restricted(conn, catalog, doomed, live_only=True)
             now = self.clock.now()
@@ -653,6 +658,7 @@ class RecordService:
         with self._writing() as (conn, catalog):
             obj, table = self._object(catalog, actor, object_name, "delete")
             current = self._locked(conn, obj, table, actor, record_id, "delete", deleted=None)
+            self._guard(conn, catalog, obj, actor, current, "delete")
             doomed = self._cascade(conn, catalog, obj, [current["id"]], deleted=None)
             self._refuse_restricted(conn, catalog, doomed, live_only=False)
             summarized = {target: rollups.stored_masters(conn, catalog, target, ids) for target, ids in doomed.items()}
@@ -665,7 +671,7 @@ class RecordService:
             write_history(conn, obj, actor, self.clock.now(), [(current["id"], None, "purged", None, None)])
 
     # -- steps ------------------------------------------------------------------------------
-    def _insert(self, conn, catalog, obj, table, actor, inputs, *, indexed) -> list[dict[str, Any]]:
+    def _insert(self, conn, catalog, obj, table, actor, inputs, *, indexed, acknowledged=frozenset()) -> list[dict[str, Any]]:
         if not inputs:
             return []
         validator = self._validator(catalog, obj)
@@ -705,7 +711,7 @@ class RecordService:
                 "created_at": now, "created_by": actor.id, "updated_at": now, "updated_by": actor.id, "version": 1, "deleted_at": None,
             })
             records[position] = {**{name: record.get(name) for name in canonical}, **starting}
-        self._before_save(conn, catalog, obj, actor, [(r, None) for r in records], indexed, now)
+        self._before_save(conn, catalog, obj, actor, [(r, None) for r in records], indexed, now, acknowledged=acknowledged)
         assign_numbers(conn, obj, records)
         try:
             conn.execute(table.insert(), [self._row(obj, r) for r in records])
@@ -721,9 +727,12 @@ class RecordService:
         if self.hooks.has_after(obj.api_name):
             for record in records:
                 self.hooks.run_after(SaveContext(conn, actor, obj, record, None, self.joined(conn)))
+        if self.automation.any(obj):
+            for record in records:
+                self.automation.after_save(SaveContext(conn, actor, obj, record, None, self.joined(conn), catalog, now, acknowledged))
         return records
 
-    def _update(self, conn, catalog, obj, table, actor, record_id, values, expected_version, index) -> dict[str, Any]:
+    def _update(self, conn, catalog, obj, table, actor, record_id, values, expected_version, index, acknowledged=frozenset()) -> dict[str, Any]:
         def at(errors: list[FieldError]) -> list[FieldError]:
             return [e.at(index) for e in errors] if index is not None else errors
 
@@ -732,6 +741,7 @@ class RecordService:
         if expected_version is not None and (not isinstance(expected_version, int) or isinstance(expected_version, bool)):
             errors.append(FieldError("INVALID_TYPE", "expected_version", "must be a whole number"))
         current = self._locked(conn, obj, table, actor, record_id, "update", deleted=False)
+        self._guard(conn, catalog, obj, actor, current, "update")
         if expected_version is not None and current["version"] != expected_version and not errors:
             raise Conflict(
                 f"The record was changed by someone else (now at version {current['version']}, not {expected_version}); reload it and try again.",
@@ -752,7 +762,8 @@ class RecordService:
         proposed = {**current, **coerced}
         if coerced.get("stage") != current.get("stage") and "stage" in coerced:
             proposed["stage_entered_at"] = now if coerced["stage"] is not None else None
-        self._before_save(conn, catalog, obj, actor, [(proposed, current)], index is not None, now, offset=index or 0)
+        self._before_save(conn, catalog, obj, actor, [(proposed, current)], index is not None, now, offset=index or 0,
+                          acknowledged=acknowledged)
         changed = {k: v for k, v in proposed.items() if k in obj.fields_by_name and current.get(k) != v}
         if not changed:
             self._fill_formulas(conn, obj, table, [current])
@@ -780,21 +791,31 @@ class RecordService:
         self._fill_formulas(conn, obj, table, [after])
         if self.hooks.has_after(obj.api_name):
             self.hooks.run_after(SaveContext(conn, actor, obj, after, current, self.joined(conn)))
+        if self.automation.any(obj):
+            self.automation.after_save(SaveContext(conn, actor, obj, after, current, self.joined(conn), catalog, now, acknowledged))
         return after
 
-    def _before_save(self, conn, catalog, obj, actor, saves, indexed, now, offset=0) -> None:
-        """Before-save hooks, then the layout's required fields and the validation rules, for each
-        ``(record, old)``; every row's problems are reported at once."""
+    def _before_save(self, conn, catalog, obj, actor, saves, indexed, now, offset=0, acknowledged=frozenset()) -> None:
+        """Before-save hooks and the automations' steps, then the layout's required fields and the
+        validation rules, for each ``(record, old)``; every row's problems are reported at once."""
         errors: list[FieldError] = []
         roles = tuple(m.role for m in getattr(actor.access, "memberships", ()))
         for i, (record, old) in enumerate(saves):
             if self.hooks.has_before(obj.api_name):
                 self.hooks.run_before(SaveContext(conn, actor, obj, record, old, self.joined(conn)))
-            problems = layout_problems(obj, roles, record, old)
+            problems = []
+            if self.automation.any(obj):
+                problems += self.automation.before_save(SaveContext(conn, actor, obj, record, old, self.joined(conn), catalog, now, acknowledged))
+            problems += layout_problems(obj, roles, record, old)
             problems += rule_problems(catalog, obj, actor, record, old, now)
             errors.extend(p.at(i + offset) for p in problems) if indexed else errors.extend(problems)
         if errors:
             raise ValidationFailed.of(errors)
+
+    def _guard(self, conn, catalog, obj, actor, current, action) -> None:
+        """Let the automations refuse a change to a record before it is made (an approval pending)."""
+        if self.automation.any(obj):
+            self.automation.guard(SaveContext(conn, actor, obj, current, current, self.joined(conn), catalog, self.clock.now()), action)
 
     def _refuse_unwritable(self, actor, obj, inputs, indexed, *, creating, offset=0) -> None:
         """Writing a field the caller may not edit is FORBIDDEN; so is changing ownership outside

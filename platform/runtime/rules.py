@@ -35,6 +35,11 @@ class SaveContext:
     records: Any = None
     """The record service inside the write's transaction (what a hook reads or writes commits
     or rolls back with the save, through every check of the platform)."""
+    catalog: Catalog | None = None
+    now: datetime | None = None
+    acknowledged: frozenset[str] = frozenset()
+    """Warnings the caller saw and accepted (``POSSIBLE_DUPLICATE``): a step that would refuse the
+    save with one of these lets it through."""
 
 
 Hook = Callable[[SaveContext], None]
@@ -103,12 +108,7 @@ def rule_problems(catalog: Catalog, obj: ObjectDef, actor: Actor, record: dict[s
     rules = compiled_rules(catalog, obj)
     if not rules:
         return []
-    formulas = [f for f in obj.fields if f.field_type.computed]
-    if formulas:
-        record = {**record, **{f.api_name: compute(f, record) for f in formulas}}
-        old = None if old is None else {**old, **{f.api_name: compute(f, old) for f in formulas}}
-    context = {"record": cel_value(record), "old": cel_value(old) if old is not None else None,
-               "user": {"id": actor.id or "", "username": actor.name}, "now": now}
+    context = expression_context(obj, actor, record, old, now)
     errors = []
     for rule, program in rules:
         if rule.business_type is not None and rule.business_type != record.get("business_type"):
@@ -121,6 +121,31 @@ def rule_problems(catalog: Catalog, obj: ObjectDef, actor: Actor, record: dict[s
         if holds is not True:
             errors.append(FieldError("RULE_FAILED", rule.field, rule.message, {"rule": rule.api_name}))
     return errors
+
+
+def expression_context(obj: ObjectDef, actor: Actor, record: dict[str, Any], old: dict[str, Any] | None,
+                       now: datetime) -> dict[str, Any]:
+    """The variables of a CEL expression about a save: ``record`` and ``old`` with their formulas
+    computed, ``user`` and ``now``."""
+    formulas = [f for f in obj.fields if f.field_type.computed]
+    if formulas:
+        record = {**record, **{f.api_name: compute(f, record) for f in formulas}}
+        old = None if old is None else {**old, **{f.api_name: compute(f, old) for f in formulas}}
+    return {"record": cel_value(record), "old": cel_value(old) if old is not None else None,
+            "user": {"id": actor.id or "", "username": actor.name}, "now": now}
+
+
+def condition_holds(catalog: Catalog, obj: ObjectDef, source: str | None, actor: Actor, record: dict[str, Any],
+                    old: dict[str, Any] | None, now: datetime) -> bool:
+    """Whether an automation's CEL condition holds for a save (no condition: it always does). The
+    program is compiled once per Catalog version; one that fails to evaluate does not hold."""
+    if not source:
+        return True
+    program = catalog.memo(("condition", source), lambda: compile_expression(source))
+    try:
+        return program.execute(expression_context(obj, actor, record, old, now)) is True
+    except Exception:  # any failure of the expression (no such overload, a missing value...)
+        return False
 
 
 def layout_problems(obj: ObjectDef, roles: tuple[str, ...], record: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:

@@ -13,17 +13,22 @@ from ..metadata.database import database_engine
 from ..metadata.service import MetadataService
 from ..metadata.versions import DatabaseVersions, RedisVersions
 from .access import AccessPolicy
+from .approvals import ApprovalProcesses
 from .apps import AppService
+from .assignment import AssignmentRules
 from .clock import Clock, SystemClock
+from .duplicates import DuplicateRules
 from .jobs import JobService
 from .jobs.transport import RedisTransport
 from .notifications import NotificationService
 from .pools import PoolService
 from .records import RecordService
+from .reminders import Reminders
 from .security.enforcement import RolePolicy
 from .security.policies import PolicyStore
 from .security.rate_limit import AttemptCounter
 from .security.service import SecurityService
+from .triggers import RecordTriggers
 
 
 def apps_folder() -> Path:
@@ -52,6 +57,7 @@ class Runtime:
         self.metadata = MetadataService(engine, self.catalogs, self.versions)
         self.policies = PolicyStore(engine, redis, redis_prefix)
         self.records = RecordService(engine, self.catalogs, policy or RolePolicy(self.policies), self.clock)
+        self.records.automation.kinds = self.metadata.automation_kinds
         attempts = AttemptCounter(redis, redis_prefix, SIGN_IN_FAILURES, SIGN_IN_WINDOW_SECONDS)
         self.security = SecurityService(engine, self.records, self.policies, attempts)
         self.metadata.on_delete.append(self.security.forget)
@@ -60,6 +66,13 @@ class Runtime:
         self.jobs = JobService(engine, self.clock, transport=transport, context=self)
         self.notifications = NotificationService(engine, self.clock)
         self.pools = PoolService(engine, self.records, self.jobs, self.notifications, self.clock)
+        self.approvals = ApprovalProcesses(self)
+        self.assignment = AssignmentRules(self)
+        self.triggers = RecordTriggers(self)
+        self.duplicates = DuplicateRules(self)
+        self.reminders = Reminders(self)
+        for kind in (self.approvals, self.assignment, self.triggers, self.duplicates, self.reminders):
+            self.metadata.automation_kinds.register(kind)
         self.redis_prefix = redis_prefix
         self._listener = None
 
@@ -79,6 +92,8 @@ class Runtime:
         self.jobs.install()
         self.notifications.install()
         self.pools.install()
+        for kind in self.metadata.automation_kinds:
+            kind.install()
         self.apps.activate_installed()
         return self
 

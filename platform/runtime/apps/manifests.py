@@ -89,7 +89,7 @@ def _consistency_problems(data: dict[str, Any], folder: Path) -> Iterator[FieldE
     for i, obj in enumerate(data.get("objects") or []):
         yield from _duplicates(obj, "fields", lambda item: item["api_name"], f"objects.{i}.")
     yield from _duplicates(data, "fields", lambda item: (item["object"], item["api_name"]))
-    for kind in KINDS:
+    for kind in (*KINDS, "automations"):
         yield from _duplicates(data, kind, lambda item: (item["object"], item["api_name"]))
     yield from _duplicates(data, "roles", lambda item: item["name"])
     yield from _duplicates(data, "seed", lambda item: item["key"])

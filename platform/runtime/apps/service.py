@@ -36,8 +36,11 @@ from ..security.service import SecurityService
 from . import manifests, store
 from .manifests import KINDS, Manifest
 
+LATE_KINDS = ("automations",)
+"""Settings that may name the app's roles and seed records: put after those, removed before them."""
+
 ITEM_KINDS = {"business_types": "business_type", "validation_rules": "validation_rule", "booking_rules": "booking_rule",
-              "layouts": "layout"}
+              "layouts": "layout", "automations": "automation"}
 
 
 class AppService:
@@ -195,7 +198,7 @@ class _Step:
         before, after = (old.data if old else {}), (new.data if new else {})
         objects_before, objects_after = _by(before, "objects", _object_key), _by(after, "objects", _object_key)
         fields_before, fields_after = _all_fields(before), _all_fields(after)
-        settings = {kind: (_by(before, kind, _setting_key), _by(after, kind, _setting_key)) for kind in KINDS}
+        settings = {kind: (_by(before, kind, _setting_key), _by(after, kind, _setting_key)) for kind in (*KINDS, *LATE_KINDS)}
         roles_before, roles_after = _by(before, "roles", _role_key), _by(after, "roles", _role_key)
 
         added_objects = [key for key in objects_after if key not in objects_before]
@@ -225,33 +228,16 @@ class _Step:
                 if changes:
                     with _at(path):
                         self.metadata.update_field(self.actor, obj, name, changes)
-        for kind in KINDS:
-            old_items, new_items = settings[kind]
-            for key, (position, definition) in new_items.items():
-                path = f"{kind}.{position}"
-                if key not in old_items:
-                    with _at(path):
-                        getattr(self.metadata, f"create_{ITEM_KINDS[kind]}")(self.actor, key[0], _without(definition, "object"))
-                    self._own(app, ITEM_KINDS[kind], *key)
-                else:
-                    changes = _changed(_without(old_items[key][1], "object"), _without(definition, "object"))
-                    changes.pop("api_name", None)
-                    if changes:
-                        with _at(path):
-                            getattr(self.metadata, f"update_{ITEM_KINDS[kind]}")(self.actor, key[0], key[1], changes)
+        self._put_settings(app, settings, KINDS)
         for key, (position, role) in roles_after.items():
             self._put_role(app, position, role, roles_before.get(key, (None, None))[1])
         self._seed(app, before, after)
+        self._put_settings(app, settings, LATE_KINDS)
 
+        self._remove_settings(app, settings, LATE_KINDS, objects_before, objects_after)
         for key in roles_before.keys() - roles_after.keys():
             self._remove_role(key)
-        for kind in reversed(KINDS):
-            old_items, new_items = settings[kind]
-            for key in old_items.keys() - new_items.keys():
-                if key[0] in objects_after or key[0] not in objects_before:
-                    with _at(f"{kind}.{old_items[key][0]}", code="CANNOT_REMOVE"):
-                        getattr(self.metadata, f"delete_{ITEM_KINDS[kind]}")(self.actor, *key)
-                self._disown(app, ITEM_KINDS[kind], *key)
+        self._remove_settings(app, settings, KINDS, objects_before, objects_after)
         for key in fields_before.keys() - fields_after.keys():
             obj, name = key
             if obj in objects_before and obj not in objects_after:
@@ -265,6 +251,31 @@ class _Step:
                 self.metadata.delete_objects(self.actor, removed)
             for key in removed:
                 self._disown(app, "object", "", key)
+
+    def _put_settings(self, app: str, settings: dict, kinds: tuple[str, ...]) -> None:
+        for kind in kinds:
+            old_items, new_items = settings[kind]
+            for key, (position, definition) in new_items.items():
+                path = f"{kind}.{position}"
+                if key not in old_items:
+                    with _at(path):
+                        getattr(self.metadata, f"create_{ITEM_KINDS[kind]}")(self.actor, key[0], _without(definition, "object"))
+                    self._own(app, ITEM_KINDS[kind], *key)
+                else:
+                    changes = _changed(_without(old_items[key][1], "object"), _without(definition, "object"))
+                    changes.pop("api_name", None)
+                    if changes:
+                        with _at(path):
+                            getattr(self.metadata, f"update_{ITEM_KINDS[kind]}")(self.actor, key[0], key[1], changes)
+
+    def _remove_settings(self, app: str, settings: dict, kinds: tuple[str, ...], objects_before, objects_after) -> None:
+        for kind in reversed(kinds):
+            old_items, new_items = settings[kind]
+            for key in old_items.keys() - new_items.keys():
+                if key[0] in objects_after or key[0] not in objects_before:
+                    with _at(f"{kind}.{old_items[key][0]}", code="CANNOT_REMOVE"):
+                        getattr(self.metadata, f"delete_{ITEM_KINDS[kind]}")(self.actor, *key)
+                self._disown(app, ITEM_KINDS[kind], *key)
 
     def _put_role(self, app: str, position: int, role: dict[str, Any], old: dict[str, Any] | None) -> None:
         name, path = role["name"], f"roles.{position}"

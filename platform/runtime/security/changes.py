@@ -34,7 +34,8 @@ from ...metadata.errors import (
 from ...metadata.names import table_name
 from ...metadata.sqltypes import RecordId
 from ...metadata.versions import read_stored_version
-from ..records import RETRYABLE, SQLITE_BUSY, RecordService
+from ..records import RecordService
+from ..write_transactions import lost_race
 from . import store
 from .policies import UNITS, PolicyStore
 from .rate_limit import AttemptCounter
@@ -104,7 +105,7 @@ class SecurityBase:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 yield from self._audited(conn, actor, action, target, details, policy=policy)
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) in RETRYABLE or getattr(exc.orig, "sqlite_errorcode", None) in SQLITE_BUSY:
+            if lost_race(exc):
                 raise Conflict("Another change held the same rows; nothing was changed, retry the request.") from None
             raise
         if policy:
