@@ -65,7 +65,7 @@ def open_service_sale(context) -> None:
         "close_date": _close_date(record["service_date"]).isoformat(),
         "owner_id": record["owner_id"],
         "org_unit_id": record["org_unit_id"],
-    })
+    }, acknowledge=["POSSIBLE_DUPLICATE"])
 
 
 def on_install(context) -> None:

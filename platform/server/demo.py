@@ -2,8 +2,9 @@
 
 It installs the crm, manufacturing and media apps, builds the
 group's org tree and people (demo_company), generates the records of every app through the
-record service (demo_data, demo_equipment, demo_media) and issues API tokens for users of
-different reach, whose GraphiQL headers it prints.
+record service (demo_data, demo_equipment, demo_media), routes new leads by region
+(demo_automation) and issues API tokens for users of different reach, whose GraphiQL headers it
+prints.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ..metadata.actors import SYSTEM_ACTOR
 from ..runtime import Runtime
+from .demo_automation import configure_automation
 from .demo_batches import Batches, Progress, silent_progress
 from .demo_company import DEMO_PASSWORD, FEATURED, PEOPLE, UNITS, build_company
 from .demo_data import CrmData, Generation
@@ -90,6 +92,7 @@ def build_demo(path: Path, *, scale: float, seed: int, progress: Progress = sile
         crm.make_contracts(deals)
         crm.make_activities()
         crm.make_tasks()
+        configure_automation(runtime, company)
         featured = []
         for reach, username, sees in FEATURED:
             user = company.users[username]

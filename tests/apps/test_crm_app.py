@@ -22,7 +22,7 @@ from lowcode.runtime import Runtime
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
 
-CRM_OBJECTS = {"lead", "account", "contact", "partner", "competitor", "opportunity", "opportunity_competitor",
+CRM_OBJECTS = {"lead", "account", "expense", "contact", "partner", "competitor", "opportunity", "opportunity_competitor",
                "contract", "payment_plan", "payment", "activity", "task"}
 PRODUCT_SALE = [("first_contact", 10, "open"), ("needs_confirmed", 30, "open"), ("solution", 50, "open"),
                 ("quote_negotiation", 70, "open"), ("won", 100, "won"), ("lost", 0, "lost")]
@@ -69,7 +69,7 @@ def opportunity(rt, account_id, actor=S, **values):
 
 def test_install_brings_the_objects_processes_and_roles_as_specified(crm):
     installed = {a["name"]: a["installed_version"] for a in crm.apps.list()}
-    assert installed["crm"] == "1.0.0"
+    assert installed["crm"] == "1.1.0"
     catalog = crm.catalog()
     assert {o.api_name for o in catalog.objects.values() if not o.system} == CRM_OBJECTS
 
@@ -138,7 +138,7 @@ def test_a_product_sale_moves_through_its_stages_and_refuses_project_sale_stages
     history = [entry["stage"] for entry in crm.records.stage_history(S, "opportunity", deal["id"])]
     assert history == ["first_contact", "needs_confirmed", "solution", "quote_negotiation", "won"]
 
-    project = opportunity(crm, customer["id"], business_type="project_sale", amount="2500000", channel="agent")
+    project = opportunity(crm, customer["id"], name="Plant automation", business_type="project_sale", amount="2500000", channel="agent")
     assert project["stage"] == "project_identified"
     with pytest.raises(ValidationFailed) as caught:
         crm.records.update(S, "opportunity", project["id"], {"stage": "solution"})
@@ -157,7 +157,7 @@ def test_opportunity_rules_close_date_amount_and_discount(crm):
     deal = opportunity(crm, customer["id"], close_date=today)
     assert crm.records.update(S, "opportunity", deal["id"], {"close_date": yesterday})["close_date"].isoformat() == yesterday, \
         "the rule is about new opportunities"
-    won = opportunity(crm, customer["id"], close_date=yesterday, stage="won", amount="5000")
+    won = opportunity(crm, customer["id"], name="Spare parts", close_date=yesterday, stage="won", amount="5000")
     assert won["stage"] == "won", "a deal already closed is recorded with its past close date"
     for values, field in (({"amount": "0"}, "amount"), ({"amount": "-10"}, "amount"), ({"discount": "100"}, "discount"),
                           ({"discount": "-1"}, "discount")):
@@ -168,6 +168,36 @@ def test_opportunity_rules_close_date_amount_and_discount(crm):
     with pytest.raises(ValidationFailed) as caught:
         crm.records.create(S, "contract", {"account": customer["id"], "amount": "0"})
     assert codes(caught) == [("RULE_FAILED", "amount")]
+
+
+def test_a_similar_deal_of_the_same_account_or_a_second_account_of_one_name_asks_first(crm):
+    customer = account(crm)
+    opportunity(crm, customer["id"])
+    with pytest.raises(ValidationFailed) as caught:
+        opportunity(crm, customer["id"], name="Compressor  line.")
+    assert codes(caught) == [("POSSIBLE_DUPLICATE", "account")]
+    assert opportunity(crm, account(crm, name="Other customer")["id"])["name"] == "Compressor line", "another account's deal"
+    again = crm.records.create(S, "opportunity", {"name": "Compressor line", "account": customer["id"], "close_date": LATER},
+                               acknowledge=["POSSIBLE_DUPLICATE"])
+    assert again["account"] == customer["id"]
+    with pytest.raises(ValidationFailed) as caught:
+        account(crm, name="ＳＨＡＡＮＸＩ blower group")
+    assert codes(caught) == [("POSSIBLE_DUPLICATE", "name")]
+    assert "is a colleague already following this customer?" in caught.value.errors[0].message
+    assert len(crm.records.every(S, "account", fields=["id"])) == 2
+
+
+def test_a_won_deal_is_announced_to_its_owners_unit(crm):
+    sec = crm.security
+    east = sec.create_unit(S, "East region")
+    ann, bob = _user(crm, "ann", east["id"], "crm_sales_rep"), _user(crm, "bob", east["id"], "crm_sales_rep")
+    carl = _user(crm, "carl", sec.create_unit(S, "West region")["id"], "crm_sales_rep")
+    deal = opportunity(crm, account(crm, ann)["id"], ann, amount="8000")
+    crm.records.update(ann, "opportunity", deal["id"], {"stage": "solution"})
+    assert [crm.notifications.unread_count(u) for u in (ann, bob, carl)] == [0, 0, 0]
+    crm.records.update(ann, "opportunity", deal["id"], {"stage": "won"})
+    assert [[n.title for n in crm.notifications.inbox(u).notifications] for u in (ann, bob, carl)] == [
+        ["Won: Compressor line"], ["Won: Compressor line"], []]
 
 
 # -- accounts -----------------------------------------------------------------------------------------

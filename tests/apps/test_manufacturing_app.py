@@ -35,7 +35,7 @@ from sqlalchemy import inspect
 APPS = Path(__file__).resolve().parents[2] / "apps"
 TOKEN = "manufacturing-test-token"
 
-CRM_OBJECTS = {"lead", "account", "contact", "partner", "competitor", "opportunity", "opportunity_competitor",
+CRM_OBJECTS = {"lead", "account", "expense", "contact", "partner", "competitor", "opportunity", "opportunity_competitor",
                "contract", "payment_plan", "payment", "activity", "task"}
 EQUIPMENT_FIELDS = [("serial_number", "text"), ("name", "text"), ("model", "text"), ("product_line", "picklist"),
                     ("install_date", "date"), ("warranty_end", "date"), ("location", "geolocation"), ("site_address", "text"),
@@ -217,7 +217,7 @@ def test_manufacturing_needs_the_crm_in_a_1_x_version(rt, tmp_path, database_sna
     newer_crm = tmp_path / "crm"
     shutil.copytree(APPS / "crm", newer_crm)
     manifest = newer_crm / "manifest.yaml"
-    text, replaced = re.subn(r"^version: 1\.0\.0$", "version: 2.0.0", manifest.read_text(), flags=re.M)
+    text, replaced = re.subn(r"^version: 1\.1\.0$", "version: 2.0.0", manifest.read_text(), flags=re.M)
     assert replaced == 1
     manifest.write_text(text)
     rt.apps.install_app(S, str(newer_crm))
@@ -233,7 +233,7 @@ def test_the_crm_cannot_be_uninstalled_under_manufacturing(mfg):
         mfg.apps.uninstall_app(S, "crm")
     assert (caught.value.field, caught.value.message) == ("app", "'crm' is needed by manufacturing; uninstall those first.")
     assert caught.value.ctx == {"dependents": ["manufacturing"]}
-    assert installed(mfg) == {"crm": "1.0.0", "manufacturing": "1.0.0"}
+    assert installed(mfg) == {"crm": "1.1.0", "manufacturing": "1.0.0"}
     assert mfg.catalog().object("opportunity").field("equipment") is not None
     with pytest.raises(Conflict) as caught:
         mfg.apps.install_app(S, "manufacturing")
@@ -717,14 +717,14 @@ def test_uninstall_is_refused_while_service_sales_exist(mfg):
         mfg.apps.uninstall_app(S, "manufacturing")
     assert codes(caught) == [("CANNOT_REMOVE", "business_types.0")]
     assert "1 record(s) are of this business type" in caught.value.errors[0].message, "the recycle bin counts"
-    assert installed(mfg) == {"crm": "1.0.0", "manufacturing": "1.0.0"}
+    assert installed(mfg) == {"crm": "1.1.0", "manufacturing": "1.0.0"}
     assert mfg.records.get(S, "opportunity", sale["id"], deleted=True)["equipment"] == machine["id"]
     assert mfg.records.get(S, "equipment", machine["id"])["service_count"] == 1
 
     mfg.records.hard_delete(S, "opportunity", sale["id"])
     removed = mfg.apps.uninstall_app(S, "manufacturing")
     assert (removed["name"], removed["version"]) == ("manufacturing", "1.0.0")
-    assert installed(mfg) == {"crm": "1.0.0", "manufacturing": None}
+    assert installed(mfg) == {"crm": "1.1.0", "manufacturing": None}
 
 
 def _use_the_crm(rt, user_id: str, unit_id: str) -> str:
@@ -772,7 +772,7 @@ def test_an_uninstall_round_trip_leaves_the_database_as_before_and_the_crm_worki
     assert {name: len(rows) for name, rows in removed["exported"]["objects"].items()} == {"equipment": 1, "service_record": 2}
     assert removed["exported"]["fields"] == {"opportunity": {"equipment": {deal_id: machine_id}, "service_record": {deal_id: None}}}
     assert database_snapshot(rt) == before
-    assert installed(rt) == {"crm": "1.0.0", "manufacturing": None}
+    assert installed(rt) == {"crm": "1.1.0", "manufacturing": None}
     opportunity = rt.catalog().object("opportunity")
     assert (opportunity.field("equipment"), opportunity.field("service_record")) == (None, None)
     assert [k.api_name for k in opportunity.business_types] == ["product_sale", "project_sale"]
