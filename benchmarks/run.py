@@ -5,7 +5,8 @@
 
 The GraphQL benchmarks (graphql_list, graphql_get, schema_build) live in graphql_bench.py, the
 permission benchmark (scoped_list, PostgreSQL only) in permissions_bench.py, the funnel benchmark
-(funnel, PostgreSQL only) in funnel_bench.py, the bookings benchmark (bookings) in bookings_bench.py.
+(funnel, PostgreSQL only) in funnel_bench.py, the bookings benchmark (bookings) in bookings_bench.py, the
+automation benchmark (automation: duplicate and assignment rules) in automation_bench.py.
 
 SQLite (a temporary file) always; PostgreSQL too with --postgres URL or LOWCODE_BENCH_POSTGRES_URL
 (its public schema is DROPPED and recreated before every benchmark, except between graphql_list and
@@ -32,6 +33,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from time import perf_counter
 
+import automation_bench
 import bookings_bench
 import funnel_bench
 import graphql_bench
@@ -334,7 +336,8 @@ def percentile(samples, pct):
 
 BENCHMARKS = {"bulk_insert": bench_bulk_insert, "catalog_build": bench_catalog_build, "add_field_1m": bench_add_field,
               **graphql_bench.BENCHMARKS, "scoped_list": permissions_bench.bench_scoped_list,
-              "funnel": funnel_bench.bench_funnel, "bookings": bookings_bench.bench_bookings}
+              "funnel": funnel_bench.bench_funnel, "bookings": bookings_bench.bench_bookings,
+              "automation": automation_bench.bench_automation}
 POSTGRES_ONLY = {"add_field_1m", "scoped_list", "funnel"}
 KEEPS_DATA = {"scoped_list": permissions_bench.open_runtime, "funnel": funnel_bench.open_runtime,
               "bookings": bookings_bench.open_runtime}
@@ -404,6 +407,12 @@ def parse_args(argv=None):
     parser.add_argument("--booking-warmup", type=int, default=5, help="bookings: untimed runs first (default 5)")
     parser.add_argument("--booking-rebuild", action="store_true",
                         help="bookings: load the data again even when the database holds it already (PostgreSQL)")
+    parser.add_argument("--auto-rows", type=int, default=100_000, help="automation: leads loaded before the rules (default 100000)")
+    parser.add_argument("--auto-chunk", type=int, default=5_000, help="automation: leads per bulk_create call (default 5000)")
+    parser.add_argument("--auto-runs", type=int, default=200, help="automation: timed runs per phase (default 200)")
+    parser.add_argument("--auto-warmup", type=int, default=20, help="automation: untimed runs first (default 20)")
+    parser.add_argument("--auto-profile-runs", type=int, default=50,
+                        help="automation --profile: creates and queries profiled (default 50)")
     parser.add_argument("--profile", action="store_true",
                         help="bulk_insert: also print a cProfile of bulk_create; graphql_list, bookings: of the request path")
     parser.add_argument("--gql-profile-runs", type=int, default=50, help="graphql_list, bookings --profile: requests profiled (default 50)")
