@@ -57,6 +57,8 @@ class AutomationKind(Protocol):
     def fields_used(self, obj: ObjectDef, settings: Any) -> set[str]:
         """The object's fields the settings read or write."""
 
+    # Optional: ``fields_used_elsewhere(settings)``, the ``(object, field)`` pairs of other objects the
+    # settings read (a reminder's activity fields), kept from being deleted like the object's own.
     # Optional: ``removed(conn, remaining)``, told inside a change deleting automations of the kind
     # (or their objects) with the ones of the kind left anywhere, to let go of what it keeps for
     # them (a schedule).
@@ -109,13 +111,19 @@ def ordered(automations: list[AutomationDef]) -> tuple[AutomationDef, ...]:
     return tuple(sorted(automations, key=lambda a: (a.kind, a.position, a.api_name)))
 
 
-def using_field(kinds: AutomationKinds, obj: ObjectDef, field_api_name: str) -> list[str]:
-    """The automations of ``obj`` that read or write a field."""
+def using_field(kinds: AutomationKinds, objects: Iterable[ObjectDef], obj: ObjectDef, field_api_name: str) -> list[str]:
+    """The automations (of ``obj``, or of any of ``objects``) that read or write a field of ``obj``."""
     found = []
     for automation in obj.automations:
         kind = kinds.get(automation.kind)
         if kind is not None and field_api_name in kind.fields_used(obj, thaw(automation.settings)):
             found.append(f"automation '{automation.api_name}'")
+    for other in objects:
+        for automation in other.automations:
+            elsewhere = getattr(kinds.get(automation.kind), "fields_used_elsewhere", None)
+            if other.api_name != obj.api_name and elsewhere is not None \
+                    and (obj.api_name, field_api_name) in elsewhere(thaw(automation.settings)):
+                found.append(f"automation '{other.api_name}.{automation.api_name}'")
     return found
 
 

@@ -353,7 +353,7 @@ class MetadataService:
             if problem:
                 raise UnsafeChange(problem, field="options", old_type=old.type, new_type=new.type)
             readers = (fields_reading(change.catalog.objects, obj, field_api_name) + booking_rules.rules_using(obj, field_api_name)
-                       + automations.using_field(self.automation_kinds, obj, field_api_name))
+                       + automations.using_field(self.automation_kinds, change.catalog.objects.values(), obj, field_api_name))
             if readers and (old.type, old.options.get("scale")) != (new.type, new.options.get("scale")):
                 raise InUse(f"'{object_api_name}.{field_api_name}' is read by {', '.join(readers)}; its type cannot change while they do.",
                             field="type", used_by=readers)
@@ -381,7 +381,8 @@ class MetadataService:
             field = _custom_field(obj, field_api_name)
             if obj.system and any(field_api_name == f["api_name"] for o in SYSTEM_OBJECTS if o["api_name"] == obj.api_name for f in o["fields"]):
                 raise InUse(f"'{object_api_name}.{field_api_name}' is a system field and cannot be deleted.", field="field")
-            users = (_configuration_using(obj, field_api_name) + automations.using_field(self.automation_kinds, obj, field_api_name)
+            users = (_configuration_using(obj, field_api_name)
+                     + automations.using_field(self.automation_kinds, change.catalog.objects.values(), obj, field_api_name)
                      + fields_reading(change.catalog.objects, obj, field_api_name))
             if users:
                 raise InUse(f"'{object_api_name}.{field_api_name}' is used by {', '.join(users)}; change those first.",

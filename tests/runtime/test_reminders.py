@@ -340,6 +340,10 @@ def test_the_fields_a_reminder_reads_cannot_be_deleted_under_it(rt):
     for object_name, field in (("task", "due_date"), ("task", "status"), ("account", "grade")):
         with pytest.raises(InUse):
             rt.metadata.delete_field(S, object_name, field)
+    for object_name, field in (("activity", "account"), ("activity", "occurred_at")):
+        with pytest.raises(InUse) as caught:
+            rt.metadata.delete_field(S, object_name, field)
+        assert "automation 'account.visit_cycle'" in caught.value.message, "the visit cycle of accounts reads it"
     rt.metadata.delete_field(S, "task", "priority")
     assert rt.catalog().object("task").field("priority") is None
 

@@ -22,7 +22,7 @@ from ...metadata.errors import FieldError
 from . import schedule
 from .delivery import deliveries
 from .due import due
-from .settings import checked, fields_used
+from .settings import checked, fields_used, fields_used_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ class Reminders:
         if not problems:
             schedule.declare(self.runtime.jobs, check.conn)
         return problems
+
+    def fields_used_elsewhere(self, settings: Any) -> set[tuple[str, str]]:
+        return fields_used_elsewhere(settings)
 
     def removed(self, conn: Connection, remaining: list[AutomationDef]) -> None:
         """Withdraw the hourly scan with the last reminder (an app uninstalled leaves none behind)."""

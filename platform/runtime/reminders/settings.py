@@ -114,6 +114,14 @@ def fields_used(obj: ObjectDef, settings: Any) -> set[str]:
     return {name for name in named if isinstance(name, str) and obj.field(name) is not None}
 
 
+def fields_used_elsewhere(settings: Any) -> set[tuple[str, str]]:
+    """A visit cycle's fields of its activity object: the lookup, the date and the filter's."""
+    if not isinstance(settings, dict) or not isinstance(settings.get("activity_object"), str):
+        return set()
+    named = {settings.get("activity_field"), settings.get("activity_date_field")} | _filter_fields(settings.get("activity_filter"))
+    return {(settings["activity_object"], name) for name in named if isinstance(name, str)}
+
+
 def _filter_fields(spec: Any) -> set[str]:
     if isinstance(spec, list):
         return {name for item in spec for name in _filter_fields(item)}
